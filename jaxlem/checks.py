@@ -1,0 +1,66 @@
+"""Validation of configuration values in Python, before anything is traced.
+
+Every failure raises ``ValueError`` naming the field, the offending value and the allowed range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _first_bad(arr: np.ndarray, bad: np.ndarray):
+    idx = np.argwhere(bad)[0]
+    where = "" if arr.ndim == 0 else f"[{', '.join(str(int(i)) for i in idx)}]"
+    return where, arr[tuple(idx)] if arr.ndim else arr.item()
+
+
+def check_range(
+    name: str,
+    value,
+    lo: float = -np.inf,
+    hi: float = np.inf,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> np.ndarray:
+    """Check that every element of ``value`` is finite-or-inf-allowed and inside the interval."""
+    arr = np.asarray(value, dtype=np.float64)
+    bad = np.isnan(arr)
+    bad |= (arr <= lo) if lo_open else (arr < lo)
+    bad |= (arr >= hi) if hi_open else (arr > hi)
+    if np.any(bad):
+        where, v = _first_bad(arr, bad)
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise ValueError(f"{name}{where}: got {v!r}; allowed range {left}{lo}, {hi}{right}")
+    return arr
+
+
+def check_order(name_lo: str, lo, name_hi: str, hi, *, strict: bool = False) -> None:
+    """Check ``lo <= hi`` (or ``<``) elementwise, naming both fields."""
+    a, b = np.broadcast_arrays(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
+    bad = (a >= b) if strict else (a > b)
+    if np.any(bad):
+        idx = tuple(np.argwhere(bad)[0])
+        where = f"[{', '.join(str(int(i)) for i in idx)}]" if a.ndim else ""
+        op = "<" if strict else "<="
+        raise ValueError(
+            f"{name_lo}{where} = {a[idx]!r} must be {op} {name_hi}{where} = {b[idx]!r}; "
+            f"allowed range {name_lo} {op} {name_hi}"
+        )
+
+
+def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    """Check a static integer setting (agent count, episode length, ...)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name}: got {value!r}; allowed: an integer >= {lo}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}: got {value!r}; allowed range {rng}")
+    return int(value)
+
+
+def check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: got {value!r}; allowed: one of {', '.join(map(str, choices))}")
+    return value

@@ -1,0 +1,1 @@
+"""Environments: the shared contract, lem-v0, wrappers and the registry."""

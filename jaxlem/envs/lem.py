@@ -1,0 +1,615 @@
+"""``lem-v0``: a local energy market of N prosumers trading peer to peer (DOMAIN.md section 1).
+
+Each agent is a site behind one connection with PV, demand, an optional battery and an optional
+dispatchable unit. Every step each agent sets its battery, a limit price and the fraction of its
+surplus it offers; the P2P book clears under the env's pricing rule (``jaxlem.market.clear``); the
+DSO settles every residual at the FiT / utility price. Units: kW, kWh per step of ``dt_h`` hours,
+prices in currency per MWh, money in currency.
+
+Action per agent (``[N, 3]``, each in [-1, 1]; ``[N, 4]`` with the partner stage):
+  0. battery set-point: -1 discharge at full power ... +1 charge at full power;
+  1. limit price: -1 -> ``min_price`` ... +1 -> ``max_price``;
+  2. offer fraction of a surplus: -1 -> 0 ... +1 -> 1 (the rest is sold to the DSO at the FiT);
+  3. (partner stage) index of the preferred partner, rounded; < 0 means none.
+Non-finite action entries are replaced by 0 (idle battery, mid price, half offered, no partner)
+and everything is clipped to the space, so no action can produce NaN.
+
+The episode is ``num_steps`` steps of one day; all steps trade. The last step terminates the
+episode (a finite-horizon task; ``terminal_soc_value`` pays for energy left in storage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxlem import battery, profiles
+from jaxlem.envs import population as pop
+from jaxlem.envs.base import Environment
+from jaxlem.envs.spaces import Box
+from jaxlem.market import clear, dso, pricing
+from jaxlem.market.dso import KWH_PER_MWH
+
+GRID_MODES = ("none", "capacity", "losses")
+BASE_OBS_DIM = 20
+GLOBAL_OBS_DIM = 4
+_EPS = 1e-6
+
+
+@struct.dataclass
+class LEMParams:
+    """All numbers of one scenario. Per-agent arrays are [N]; see DOMAIN.md 1.1-1.8 for meaning."""
+
+    # agents [N]
+    pv_kw: jax.Array  # PV capacity, kW
+    demand_kw: jax.Array  # mean demand, kW
+    disp_kw: jax.Array  # dispatchable capacity, kW
+    disp_cost: jax.Array  # dispatchable marginal cost, currency/MWh
+    bat_kwh: jax.Array  # battery energy capacity, kWh (0 = none)
+    bat_kw: jax.Array  # battery power limit, kW
+    soc_min: jax.Array
+    soc_max: jax.Array
+    soc_init: jax.Array  # SOC at reset, fraction of capacity
+    eta_c: jax.Array
+    eta_d: jax.Array
+    self_discharge: jax.Array  # fraction of energy above the floor lost per step
+    degradation_cost: jax.Array  # currency per MWh of throughput
+    export_limit_kw: jax.Array  # per-site export limit (DSO intervention), inf = none
+    node: jax.Array  # int32 bus of the network
+    feeder: jax.Array  # int32 feeder index in [0, num_feeders)
+    profile_col: jax.Array  # int32 column of the profile tables; -1 = random at every reset
+    agent_type: jax.Array  # int32 label (0 consumer, 1 prosumer, 2 storage, 3 producer)
+    # profiles
+    pv_table: jax.Array  # [K, T] per-unit PV shapes
+    demand_table: jax.Array  # [K, T] per-unit demand shapes (mean ~1)
+    cloudiness: jax.Array
+    demand_day_std: jax.Array
+    pv_noise: jax.Array
+    demand_noise: jax.Array
+    forecast_noise: jax.Array
+    # DSO tariff
+    min_price: jax.Array
+    max_price: jax.Array
+    tariff_gap: jax.Array  # FiT + gap * (max - min) <= utility
+    tariff_jitter: jax.Array
+    # market
+    k: jax.Array
+    reputation_rate: jax.Array
+    p2p_fee: jax.Array  # currency/MWh of delivered P2P energy, split between both sides
+    p2p_fee_per_km: jax.Array
+    loss_per_km: jax.Array  # fraction per km (grid_mode='losses')
+    loss_cap: jax.Array  # maximum loss fraction of one trade
+    # DSO interventions and grid
+    dynamic_tariff_slope: jax.Array
+    imbalance_penalty: jax.Array  # currency/MWh on residual energy exchanged with the DSO
+    shed_penalty: jax.Array  # currency/MWh of shed load
+    import_limit_kw: jax.Array  # connection point (grid_mode='capacity')
+    export_limit_kw_total: jax.Array
+    feeder_limit_kw: jax.Array  # [F] symmetric per-feeder limit (grid_mode='capacity')
+    p2p_limit_kw: jax.Array  # P2P transfer capacity (grid_mode='capacity')
+    node_distance_km: jax.Array  # [M, M]
+    # reward
+    reward_scale: jax.Array
+    coop_alpha: jax.Array
+    terminal_soc_value: jax.Array  # currency/MWh of stored energy at the end
+
+
+@struct.dataclass
+class LEMState:
+    t: jax.Array  # int32 step index
+    energy: jax.Array  # [N] battery energy, kWh
+    gen: jax.Array  # [N] PV energy this step, kWh
+    demand: jax.Array  # [N] demand this step, kWh
+    pv_day: jax.Array  # [N] daily PV factor
+    demand_day: jax.Array  # [N] daily demand factor
+    col: jax.Array  # [N] profile column in use
+    fit: jax.Array  # [T] FiT, currency/MWh
+    utility: jax.Array  # [T] utility price, currency/MWh
+    last_price: jax.Array  # last clearing price
+    last_volume: jax.Array  # last P2P volume, kWh
+    last_matched: jax.Array  # [N] own last P2P energy, kWh
+    last_own_price: jax.Array  # [N] own last average P2P price
+    reputation: jax.Array  # [N] in [0, 1]
+
+
+@dataclass(frozen=True)
+class LEMEnv(Environment):
+    """Local energy market. Static configuration only; numbers live in ``LEMParams``."""
+
+    num_agents: int = 10
+    num_steps: int = 24
+    dt_h: float = 1.0
+    rule: str = "average"
+    grid_mode: str = "none"
+    partner_stage: bool = False
+    use_reputation: bool = False
+    num_feeders: int = 1
+    global_obs: bool = False
+    population: pop.Population = field(default_factory=pop.Population)
+    scenario: str = ""  # preset name (jaxlem.scenarios); "" = agents drawn from ``population``
+
+    def __post_init__(self):
+        from jaxlem import checks
+
+        checks.check_int("num_agents", self.num_agents, 1)
+        checks.check_int("num_steps", self.num_steps, 1)
+        checks.check_range("dt_h", self.dt_h, 0.0, 24.0, lo_open=True)
+        checks.check_choice("rule", self.rule, pricing.RULES)
+        checks.check_choice("grid_mode", self.grid_mode, GRID_MODES)
+        checks.check_int("num_feeders", self.num_feeders, 1)
+        if not isinstance(self.population, pop.Population):
+            raise ValueError(
+                f"population: got {type(self.population).__name__}; allowed: Population"
+            )
+
+    # ---------------------------------------------------------------- params
+    @cached_property
+    def default_params(self) -> LEMParams:
+        if self.scenario:
+            from jaxlem import scenarios
+
+            return scenarios.preset_params(self)
+        return self.make_params(jax.random.PRNGKey(0))
+
+    def make_params(self, key: jax.Array, **overrides) -> LEMParams:
+        """Params with agents drawn from ``population`` by ``key``; keyword overrides, validated."""
+        base = pop.sample(key, self.num_agents, self.population)
+        values = {**self._global_defaults(), **base, **overrides}
+        params = LEMParams(**{k: jnp.asarray(v) for k, v in values.items()})
+        self.check_params(params)
+        return params
+
+    def sample_params(self, key: jax.Array, num: int) -> LEMParams:
+        """A scenario bank: ``num`` independently drawn communities on a leading axis (a preset
+        scenario is repeated; its episodes still differ through the per-reset draws)."""
+        if self.scenario:
+            return super().sample_params(key, num)
+        keys = jax.random.split(key, num)
+        base = jax.vmap(lambda k: pop.sample(k, self.num_agents, self.population))(keys)
+        scal = self._global_defaults()
+        bank = {k: jnp.broadcast_to(jnp.asarray(v), (num, *np.shape(v))) for k, v in scal.items()}
+        params = LEMParams(**{**bank, **base})
+        self.check_params(params)
+        return params
+
+    def _global_defaults(self) -> dict:
+        t, dt = self.num_steps, self.dt_h
+        f32 = np.float32
+        return dict(
+            pv_table=profiles.pv_shape(t, dt)[None, :],
+            demand_table=profiles.demand_shape(t, dt)[None, :],
+            cloudiness=f32(0.4),
+            demand_day_std=f32(0.15),
+            pv_noise=f32(0.1),
+            demand_noise=f32(0.1),
+            forecast_noise=f32(0.05),
+            min_price=f32(30.0),
+            max_price=f32(300.0),
+            tariff_gap=f32(0.05),
+            tariff_jitter=f32(1.0),
+            k=f32(0.5),
+            reputation_rate=f32(0.1),
+            p2p_fee=f32(0.0),
+            p2p_fee_per_km=f32(0.0),
+            loss_per_km=f32(0.01),
+            loss_cap=f32(0.2),
+            dynamic_tariff_slope=f32(0.0),
+            imbalance_penalty=f32(0.0),
+            shed_penalty=f32(1000.0),
+            import_limit_kw=f32(np.inf),
+            export_limit_kw_total=f32(np.inf),
+            feeder_limit_kw=np.full((self.num_feeders,), np.inf, f32),
+            p2p_limit_kw=f32(np.inf),
+            node_distance_km=np.zeros((1, 1), f32),
+            reward_scale=f32(1.0),
+            coop_alpha=f32(0.0),
+            terminal_soc_value=f32(0.0),
+        )
+
+    def check_params(self, params: LEMParams) -> None:
+        """Reject bad numbers in Python with a ValueError naming field, value and allowed range."""
+        from jaxlem import checks
+
+        p = jax.tree_util.tree_map(np.asarray, params)
+        n = self.num_agents
+        for name in ("pv_kw", "demand_kw", "disp_kw", "bat_kwh", "bat_kw"):
+            arr = checks.check_range(name, getattr(p, name), 0.0, np.inf, hi_open=True)
+            if arr.shape[-1:] != (n,):
+                raise ValueError(
+                    f"{name}: shape {arr.shape}; allowed: last axis = num_agents = {n}"
+                )
+        checks.check_range("disp_cost", p.disp_cost, 0.0)
+        checks.check_range("soc_min", p.soc_min, 0.0, 1.0)
+        checks.check_range("soc_max", p.soc_max, 0.0, 1.0)
+        checks.check_order("soc_min", p.soc_min, "soc_max", p.soc_max)
+        checks.check_range("soc_init", p.soc_init, 0.0, 1.0)
+        checks.check_range("eta_c", p.eta_c, 0.0, 1.0, lo_open=True)
+        checks.check_range("eta_d", p.eta_d, 0.0, 1.0, lo_open=True)
+        checks.check_range("self_discharge", p.self_discharge, 0.0, 1.0)
+        checks.check_range("degradation_cost", p.degradation_cost, 0.0)
+        checks.check_range("export_limit_kw", p.export_limit_kw, 0.0)
+        m = p.node_distance_km.shape[-1]
+        checks.check_range("node", p.node, 0, m - 1)
+        checks.check_range("feeder", p.feeder, 0, self.num_feeders - 1)
+        k_prof = p.pv_table.shape[-2]
+        checks.check_range("profile_col", p.profile_col, -1, k_prof - 1)
+        for name in ("pv_table", "demand_table"):
+            arr = checks.check_range(name, getattr(p, name), 0.0, np.inf, hi_open=True)
+            if arr.shape[-1] != self.num_steps:
+                raise ValueError(
+                    f"{name}: profile length {arr.shape[-1]}; allowed: num_steps = {self.num_steps}"
+                )
+        if p.demand_table.shape[-2] != k_prof:
+            raise ValueError(
+                f"demand_table: {p.demand_table.shape[-2]} profiles; allowed: as many as "
+                f"pv_table ({k_prof})"
+            )
+        checks.check_range("cloudiness", p.cloudiness, 0.0, 1.0)
+        for name in ("demand_day_std", "pv_noise", "demand_noise", "forecast_noise"):
+            checks.check_range(name, getattr(p, name), 0.0, 10.0)
+        checks.check_range("min_price", p.min_price, 0.0, np.inf, hi_open=True)
+        checks.check_range("max_price", p.max_price, 0.0, np.inf, lo_open=True, hi_open=True)
+        checks.check_order("min_price", p.min_price, "max_price", p.max_price, strict=True)
+        checks.check_range("tariff_gap", p.tariff_gap, 0.0, 1.0)
+        checks.check_range("tariff_jitter", p.tariff_jitter, 0.0, 10.0)
+        checks.check_range("k", p.k, 0.0, 1.0)
+        checks.check_range("reputation_rate", p.reputation_rate, 0.0, 1.0)
+        for name in ("p2p_fee", "p2p_fee_per_km", "loss_per_km", "dynamic_tariff_slope"):
+            checks.check_range(name, getattr(p, name), 0.0, np.inf, hi_open=True)
+        checks.check_range("loss_cap", p.loss_cap, 0.0, 1.0, hi_open=True)
+        for name in ("imbalance_penalty", "shed_penalty", "terminal_soc_value"):
+            checks.check_range(name, getattr(p, name), 0.0, np.inf, hi_open=True)
+        for name in ("import_limit_kw", "export_limit_kw_total", "feeder_limit_kw", "p2p_limit_kw"):
+            checks.check_range(name, getattr(p, name), 0.0)
+        checks.check_range("node_distance_km", p.node_distance_km, 0.0, np.inf, hi_open=True)
+        checks.check_range("reward_scale", p.reward_scale, 0.0, np.inf, lo_open=True, hi_open=True)
+        checks.check_range("coop_alpha", p.coop_alpha, 0.0, 1.0)
+
+    # ---------------------------------------------------------------- spaces
+    @property
+    def act_dim(self) -> int:
+        return 4 if self.partner_stage else 3
+
+    @property
+    def obs_dim(self) -> int:
+        return BASE_OBS_DIM + (GLOBAL_OBS_DIM if self.global_obs else 0)
+
+    def action_space(self, params: LEMParams | None = None) -> Box:
+        """Continuous [-1, 1]^3 per agent; with the partner stage a 4th column holds the partner
+        index in [-1, N-1] (rounded to an integer)."""
+        if self.partner_stage:
+            return Box(-1.0, float(self.num_agents - 1), (self.num_agents, 4))
+        return Box(-1.0, 1.0, (self.num_agents, 3))
+
+    def observation_space(self, params: LEMParams | None = None) -> Box:
+        return Box(-np.inf, np.inf, (self.num_agents, self.obs_dim))
+
+    # ---------------------------------------------------------------- dynamics
+    def reset_env(self, key: jax.Array, params: LEMParams) -> tuple[jax.Array, LEMState]:
+        n, t_len = self.num_agents, self.num_steps
+        k_col, k_day, k_tariff, k_gen, k_dem = jax.random.split(key, 5)
+        n_prof = params.pv_table.shape[0]
+        rand_col = jax.random.randint(k_col, (n,), 0, n_prof)
+        col = jnp.where(params.profile_col >= 0, params.profile_col, rand_col)
+        pv_day, dem_day = profiles.draw_day_factors(
+            k_day, n, params.cloudiness, params.demand_day_std
+        )
+        fit, util = profiles.tou_tariff(
+            k_tariff,
+            t_len,
+            self.dt_h,
+            params.min_price,
+            params.max_price,
+            params.tariff_gap,
+            params.tariff_jitter,
+        )
+        t0 = jnp.zeros((), jnp.int32)
+        gen, dem = self._draw_step(k_gen, k_dem, t0, col, pv_day, dem_day, params)
+        mid = 0.5 * (fit[0] + util[0])
+        state = LEMState(
+            t=t0,
+            energy=params.soc_init * params.bat_kwh,
+            gen=gen,
+            demand=dem,
+            pv_day=pv_day,
+            demand_day=dem_day,
+            col=col,
+            fit=fit,
+            utility=util,
+            last_price=mid,
+            last_volume=jnp.zeros(()),
+            last_matched=jnp.zeros((n,)),
+            last_own_price=jnp.full((n,), mid),
+            reputation=jnp.full((n,), 0.5),
+        )
+        state = jax.tree_util.tree_map(lambda x: x.astype(_float_or_int(x)), state)
+        return self._obs(state, params, jnp.zeros(()), jnp.ones(())), state
+
+    def _draw_step(self, k_gen, k_dem, t, col, pv_day, dem_day, params):
+        """Realised PV and demand energy (kWh) of step ``t`` for every agent."""
+        t = jnp.minimum(t, self.num_steps - 1)
+        pv_u = profiles.sample_step(k_gen, params.pv_table[col, t], pv_day, params.pv_noise)
+        dem_u = profiles.sample_step(
+            k_dem, params.demand_table[col, t], dem_day, params.demand_noise
+        )
+        return pv_u * params.pv_kw * self.dt_h, dem_u * params.demand_kw * self.dt_h
+
+    def _sanitize_action(self, action: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        a = jnp.asarray(action, jnp.float32)
+        a = jnp.where(jnp.isfinite(a), a, 0.0)
+        cont = jnp.clip(a[:, :3], -1.0, 1.0)
+        partner = None
+        if self.partner_stage:
+            p = jnp.clip(jnp.round(a[:, 3]), -1.0, self.num_agents - 1)
+            partner = jnp.where(jnp.isfinite(action[:, 3]), p, -1.0).astype(jnp.int32)
+        return cont, partner
+
+    def step_env(self, key, state: LEMState, action, params: LEMParams):
+        dt = self.dt_h
+        k_tie, k_gen, k_dem = jax.random.split(key, 3)
+        a, partner = self._sanitize_action(action)
+        t = state.t
+        fit_t = state.fit[t]
+        util_base = state.utility[t]
+
+        # 1. battery set-point, clipped to power and SOC window
+        bat = battery.step(
+            state.energy,
+            a[:, 0] * params.bat_kw * dt,
+            params.bat_kwh,
+            params.bat_kw,
+            params.soc_min,
+            params.soc_max,
+            params.eta_c,
+            params.eta_d,
+            dt,
+            params.self_discharge,
+            params.degradation_cost / KWH_PER_MWH,
+        )
+        # 2. net position; dispatchable capacity counts as available supply
+        disp_avail = params.disp_kw * dt
+        x = state.gen + disp_avail - state.demand - bat.charge + bat.discharge
+        # per-site export limit (DSO intervention), then physical grid limits
+        curtail = jnp.maximum(x - params.export_limit_kw * dt, 0.0)
+        shed = jnp.zeros_like(x)
+        if self.grid_mode == "capacity":
+            curtail, shed = self._capacity_limits(x - curtail, curtail, params)
+        x = x - curtail + shed
+        community_import = jnp.maximum(-jnp.sum(x), 0.0)
+        util_t = dso.dynamic_utility_price(
+            util_base,
+            community_import,
+            jnp.sum(params.demand_kw) * dt,
+            params.dynamic_tariff_slope,
+        )
+        util_t = jnp.maximum(util_t, fit_t)
+
+        # 3-4. orders and clearing
+        price = params.min_price + 0.5 * (a[:, 1] + 1.0) * (params.max_price - params.min_price)
+        frac = 0.5 * (a[:, 2] + 1.0)
+        is_buy = x < 0
+        qty = jnp.where(is_buy, -x, frac * x)
+        res = clear(
+            price,
+            qty,
+            is_buy,
+            self.rule,
+            reference_price=state.last_price,
+            fit=fit_t,
+            utility=util_t,
+            k=params.k,
+            key=k_tie,
+            reputation=state.reputation if self.use_reputation else None,
+            partner=partner,
+            pair_terms=self._pair_terms(params),
+        )
+        matched, payment, loss, fee = res.matched_qty, res.payment, res.loss, res.fee
+        if self.grid_mode == "capacity":
+            lim = params.p2p_limit_kw * dt
+            scale = jnp.where(res.volume > lim, lim / jnp.maximum(res.volume, _EPS), 1.0)
+            matched, payment, loss, fee = (v * scale for v in (matched, payment, loss, fee))
+        volume = jnp.sum(jnp.where(is_buy, matched, 0.0))
+
+        # 5. residuals to the DSO; unsold dispatchable energy is not produced when FiT < cost
+        p2p_bought = jnp.where(is_buy, matched - loss, 0.0)
+        p2p_sold = jnp.where(is_buy, 0.0, matched)
+        dso_bought = jnp.where(is_buy, -x - p2p_bought, 0.0)
+        dso_sold = jnp.where(is_buy, 0.0, x - matched)
+        unused = jnp.where(fit_t < params.disp_cost, jnp.minimum(disp_avail, dso_sold), 0.0)
+        dso_sold = dso_sold - unused
+        disp_out = disp_avail - unused
+
+        # 7. money (currency)
+        dso_money = dso.settle(dso_sold, dso_bought, fit_t, util_t)
+        penalty = (
+            params.imbalance_penalty * (dso_sold + dso_bought) + params.shed_penalty * shed
+        ) / KWH_PER_MWH
+        disp_cost = params.disp_cost * disp_out / KWH_PER_MWH
+        fee_money = fee / KWH_PER_MWH
+        p2p_money = -payment / KWH_PER_MWH
+        money = p2p_money + dso_money - fee_money - penalty
+        new_energy = bat.energy
+        last = t >= self.num_steps - 1
+        terminal = jnp.where(
+            last,
+            params.terminal_soc_value
+            * jnp.maximum(new_energy - params.soc_min * params.bat_kwh, 0.0)
+            / KWH_PER_MWH,
+            0.0,
+        )
+        profit = money - bat.degradation_cost - disp_cost + terminal
+        reward = profit * params.reward_scale
+        reward = (1.0 - params.coop_alpha) * reward + params.coop_alpha * jnp.mean(reward)
+
+        # KPIs (baseline: same physics, every residual traded with the DSO)
+        base_money = dso.settle(jnp.maximum(x, 0.0), jnp.maximum(-x, 0.0), fit_t, util_t)
+        community_cost = -jnp.sum(money)
+        baseline_cost = -jnp.sum(base_money)
+        total_demand = jnp.sum(state.demand)
+        total_gen = jnp.sum(state.gen + disp_out)
+        imports = jnp.sum(dso_bought)
+        exports = jnp.sum(dso_sold)
+        info = {
+            "terminated": last,
+            "truncated": jnp.zeros((), bool),
+            "money": money,
+            "profit": profit,
+            "p2p_payment": payment / KWH_PER_MWH,
+            "gen_kwh": state.gen + disp_out,
+            "demand_kwh": state.demand,
+            "charge_kwh": bat.charge,
+            "discharge_kwh": bat.discharge,
+            "p2p_bought_kwh": p2p_bought,
+            "p2p_sold_kwh": p2p_sold,
+            "dso_bought_kwh": dso_bought,
+            "dso_sold_kwh": dso_sold,
+            "curtail_kwh": curtail,
+            "shed_kwh": shed,
+            "loss_kwh": loss,
+            "soc": new_energy / jnp.maximum(params.bat_kwh, _EPS),
+            "dso_net_money": -jnp.sum(dso_money - fee_money - penalty),
+            "clearing_price": res.clearing_price,
+            "p2p_volume_kwh": volume,
+            "p2p_share": volume / jnp.maximum(total_demand, _EPS),
+            "supply_kwh": res.supply,
+            "bid_kwh": res.demand,
+            "liquidity": volume / jnp.maximum(res.supply, _EPS),
+            "spread": res.spread,
+            "community_cost": community_cost,
+            "baseline_cost": baseline_cost,
+            "savings": baseline_cost - community_cost,
+            "import_kwh": imports,
+            "export_kwh": exports,
+            "net_import_kwh": imports - exports,
+            "self_sufficiency": jnp.clip(1.0 - imports / jnp.maximum(total_demand, _EPS), 0, 1),
+            "self_consumption": jnp.clip(1.0 - exports / jnp.maximum(total_gen, _EPS), 0, 1),
+            "battery_throughput_kwh": jnp.sum(bat.throughput),
+            "fit": fit_t,
+            "utility": util_t,
+        }
+
+        # 8. next state and observation
+        t_next = t + 1
+        gen, dem = self._draw_step(
+            k_gen, k_dem, t_next, state.col, state.pv_day, state.demand_day, params
+        )
+        own_price = jnp.where(
+            matched > 0, jnp.abs(payment) / jnp.maximum(matched - loss, _EPS), state.last_own_price
+        )
+        fill = jnp.where(qty > 0, matched / jnp.maximum(qty, _EPS), 0.0)
+        rep = jnp.where(
+            qty > 0,
+            (1.0 - params.reputation_rate) * state.reputation + params.reputation_rate * fill,
+            state.reputation,
+        )
+        state = state.replace(
+            t=t_next.astype(jnp.int32),
+            energy=new_energy,
+            gen=gen,
+            demand=dem,
+            last_price=res.clearing_price,
+            last_volume=volume,
+            last_matched=matched,
+            last_own_price=own_price,
+            reputation=jnp.clip(rep, 0.0, 1.0),
+        )
+        obs = self._obs(state, params, jnp.sum(x), res.supply / jnp.maximum(res.demand, _EPS))
+        return obs, state, reward, last, info
+
+    def _capacity_limits(self, x, curtail, params):
+        """Feeder limits, then the connection point: excess export curtails exporters pro rata,
+        excess import sheds importers pro rata (all in kWh per step)."""
+        dt = self.dt_h
+        exp_amt, imp_amt = jnp.maximum(x, 0.0), jnp.maximum(-x, 0.0)
+        f = self.num_feeders
+        net_f = jax.ops.segment_sum(x, params.feeder, num_segments=f)
+        lim_f = params.feeder_limit_kw * dt
+        c1 = dso.pro_rata_cut_grouped(exp_amt, jnp.maximum(net_f - lim_f, 0.0), params.feeder, f)
+        s1 = dso.pro_rata_cut_grouped(imp_amt, jnp.maximum(-net_f - lim_f, 0.0), params.feeder, f)
+        x = x - c1 + s1
+        net = jnp.sum(x)
+        c2 = dso.pro_rata_cut(
+            jnp.maximum(x, 0.0), jnp.maximum(net - params.export_limit_kw_total * dt, 0.0)
+        )
+        s2 = dso.pro_rata_cut(
+            jnp.maximum(-x, 0.0), jnp.maximum(-net - params.import_limit_kw * dt, 0.0)
+        )
+        return curtail + c1 + c2, s1 + s2
+
+    def _pair_terms(self, params: LEMParams):
+        """Distance-based loss fraction (grid_mode='losses', capped) and network fee per pair."""
+        losses = self.grid_mode == "losses"
+
+        def terms(buyer, seller):
+            nb = params.node[buyer]
+            ns = jnp.where(seller >= 0, params.node[jnp.maximum(seller, 0)], 0)
+            d = params.node_distance_km[nb, ns]
+            lossf = jnp.minimum(params.loss_cap, params.loss_per_km * d) if losses else 0.0 * d
+            return lossf, params.p2p_fee + params.p2p_fee_per_km * d
+
+        return terms
+
+    def _obs(self, state: LEMState, params: LEMParams, net_x, sd_ratio) -> jax.Array:
+        """Per-agent observation [N, obs_dim], each feature of order one."""
+        dt = self.dt_h
+        t_len = self.num_steps
+        t = jnp.minimum(state.t, t_len - 1)
+        t_next = jnp.minimum(state.t + 1, t_len - 1)
+        hour = (t.astype(jnp.float32) * dt) % 24.0
+        size = (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * dt + _EPS
+        pmax = params.max_price
+        fc_pv = params.pv_table[state.col, t_next] * state.pv_day * params.pv_kw * dt
+        fc_dem = params.demand_table[state.col, t_next] * state.demand_day * params.demand_kw * dt
+        n = self.num_agents
+        # forecast noise is a fixed function of the state so obs stay deterministic per state
+        noise = jnp.sin(jnp.arange(n) * 12.9898 + state.t * 78.233) * params.forecast_noise
+        cap = jnp.maximum(params.bat_kwh, _EPS)
+        has_bat = params.bat_kwh > 0
+        ones = jnp.ones((n,))
+        cols = [
+            ones * jnp.sin(2 * jnp.pi * hour / 24.0),
+            ones * jnp.cos(2 * jnp.pi * hour / 24.0),
+            ones * state.t / t_len,
+            state.gen / size,
+            state.demand / size,
+            fc_pv * (1 + noise) / size,
+            fc_dem * (1 - noise) / size,
+            (state.gen + params.disp_kw * dt - state.demand) / size,
+            jnp.where(has_bat, state.energy / cap, 0.0),
+            jnp.where(has_bat, (params.soc_max * params.bat_kwh - state.energy) / size, 0.0),
+            ones * state.fit[t] / pmax,
+            ones * state.utility[t] / pmax,
+            ones * state.fit[t_next] / pmax,
+            ones * state.utility[t_next] / pmax,
+            ones * state.last_price / pmax,
+            ones * state.last_volume / (jnp.sum(params.demand_kw) * dt + _EPS),
+            state.last_matched / size,
+            state.last_own_price / pmax,
+            state.reputation,
+            has_bat.astype(jnp.float32),
+        ]
+        if self.global_obs:
+            total = (jnp.sum(params.pv_kw + params.demand_kw) * dt) + _EPS
+            cols += [
+                ones * net_x / total,
+                ones * jnp.clip(sd_ratio, 0.0, 10.0),
+                ones * jnp.mean(state.energy / cap * has_bat),
+                ones * jnp.sum(state.gen - state.demand) / total,
+            ]
+        obs = jnp.stack(cols, axis=-1)
+        return jnp.clip(jnp.where(jnp.isfinite(obs), obs, 0.0), -1e3, 1e3).astype(jnp.float32)
+
+
+def _float_or_int(x):
+    return jnp.int32 if jnp.issubdtype(x.dtype, jnp.integer) else jnp.float32
+
+
+def with_overrides(env: LEMEnv, **static) -> LEMEnv:
+    """A copy of ``env`` with other static settings (validated again)."""
+    return dataclasses.replace(env, **static)

@@ -1,0 +1,281 @@
+"""Double-auction clearing of one order per agent in O(N log N) time and O(N) memory.
+
+Buyers are sorted by limit price descending and sellers ascending (ties: higher reputation first,
+then a key-driven random order, or the agent index when no key is given), in one sort of the whole
+book. Both sides are laid on one cumulative-quantity axis; the unit at position ``q`` is bought
+by the buyer whose interval holds ``q`` and sold by the seller whose interval holds ``q``, and it
+trades while ``bid >= ask``. The matched volume and each agent's share come from prefix sums and ``searchsorted``. Payments for the
+pairwise pricing rules are integrated over the at most ``2N`` segments of the merged breakpoints,
+each of which has exactly one buyer and one seller; the two breakpoint sequences are merged by
+rank with ``searchsorted`` rather than sorted again. No N x N array is ever built.
+
+Units are the caller's: ``payment = price * quantity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxlem.market import pricing
+
+PRICE_BOUND = 1e9  # limit prices are clipped to +-PRICE_BOUND so sorting sentinels stay finite
+
+
+@struct.dataclass
+class ClearingResult:
+    """Outcome of one clearing. Arrays [N] are per agent in the caller's order."""
+
+    matched_qty: jax.Array  # [N] energy traded peer to peer (>= 0), partner stage included
+    payment: jax.Array  # [N] money paid into the P2P book: + buyers, - sellers; sums to zero
+    partner_qty: jax.Array  # [N] part of matched_qty traded in the mutual-partner stage
+    clearing_price: jax.Array  # [] volume-weighted mean price of matched units (fallback if none)
+    volume: jax.Array  # [] total matched energy (= matched buy = matched sell)
+    supply: jax.Array  # [] total energy offered by sellers
+    demand: jax.Array  # [] total energy bid by buyers
+    spread: jax.Array  # [] best bid - best ask of the book (0 when a side is empty)
+    loss: jax.Array  # [N] energy lost in transit on the agent's purchases (buyers only)
+    fee: jax.Array  # [N] network fee the agent owes the DSO for its P2P trades
+
+
+def _sanitize(price: jax.Array, qty: jax.Array) -> tuple[jax.Array, jax.Array]:
+    ok = jnp.isfinite(price) & jnp.isfinite(qty)
+    qty = jnp.where(ok, jnp.maximum(qty, 0.0), 0.0)
+    price = jnp.where(ok, jnp.clip(price, -PRICE_BOUND, PRICE_BOUND), 0.0)
+    return price, qty
+
+
+def _sort_book(price, q_buy, q_sell, reputation, tie):
+    """One sort of the whole book: active buyers by price descending, then active sellers by price
+    ascending, then inactive orders; ties by reputation (desc), then ``tie`` (None: stable order).
+
+    Returns the permutation and the group of each sorted slot (0 buyer, 1 seller, 2 inactive).
+    """
+    n = price.shape[0]
+    buy, sell = q_buy > 0, q_sell > 0
+    group = jnp.where(buy, 0, jnp.where(sell, 1, 2)).astype(jnp.int32)
+    key_price = jnp.where(buy, -price, jnp.where(sell, price, 0.0))
+    keys = [group, key_price]
+    if reputation is not None:
+        keys.append(jnp.where(group < 2, -reputation, 0.0))
+    if tie is not None:
+        keys.append(tie)
+    idx = jnp.arange(n, dtype=jnp.int32)
+    out = jax.lax.sort((*keys, idx), num_keys=len(keys), is_stable=True)
+    return out[-1], out[0]
+
+
+def _unsort(values_sorted: jax.Array, perm: jax.Array) -> jax.Array:
+    return jnp.zeros_like(values_sorted).at[perm].set(values_sorted)
+
+
+def _partner_stage(price, qty, is_buy, partner, pair_price_fn, pair_terms):
+    """Mutually-named buyer/seller pairs with bid >= ask trade min(q_i, q_j) bilaterally first."""
+    n = price.shape[0]
+    idx = jnp.arange(n, dtype=jnp.int32)
+    valid = (partner >= 0) & (partner < n)
+    j = jnp.clip(partner, 0, n - 1).astype(jnp.int32)
+    bid = jnp.where(is_buy, price, price[j])
+    ask = jnp.where(is_buy, price[j], price)
+    mutual = (
+        valid
+        & (j[j] == idx)
+        & valid[j]
+        & (is_buy != is_buy[j])
+        & (qty > 0)
+        & (qty[j] > 0)
+        & (bid >= ask)
+    )
+    q = jnp.where(mutual, jnp.minimum(qty, qty[j]), 0.0)
+    p = pair_price_fn(bid, ask)
+    buyer = jnp.where(is_buy, idx, j)
+    seller = jnp.where(is_buy, j, idx)
+    lossf, fee_rate = _terms(pair_terms, buyer, seller, q)
+    delivered = q * (1.0 - lossf)
+    pay = jnp.where(is_buy, 1.0, -1.0) * p * delivered
+    loss = jnp.where(is_buy, q * lossf, 0.0)
+    fee = 0.5 * fee_rate * delivered
+    return q, pay, loss, fee
+
+
+def _terms(pair_terms, buyer, seller, q):
+    """Loss fraction in [0, 1] and fee per delivered unit for each (buyer, seller) pair."""
+    if pair_terms is None:
+        zero = jnp.zeros_like(q)
+        return zero, zero
+    lossf, fee_rate = pair_terms(buyer, seller)
+    lossf = jnp.clip(jnp.where(jnp.isfinite(lossf), lossf, 0.0), 0.0, 1.0)
+    fee_rate = jnp.where(jnp.isfinite(fee_rate), jnp.maximum(fee_rate, 0.0), 0.0)
+    return lossf, fee_rate
+
+
+def _community(q_buy, q_sell, rule, fit, utility, pair_terms):
+    """Pro-rata sharing for the community-level rules (limit prices ignored).
+
+    There are no pairs: a buyer's loss and fee are those between it and the community pool
+    (``pair_terms(i, -1)``); the buyer pays the whole fee, sellers share the buyers' payments
+    for delivered energy pro rata.
+    """
+    supply, demand = jnp.sum(q_sell), jnp.sum(q_buy)
+    volume = jnp.minimum(supply, demand)
+    buy_frac = jnp.where(demand > 0, volume / jnp.where(demand > 0, demand, 1.0), 0.0)
+    sell_frac = jnp.where(supply > 0, volume / jnp.where(supply > 0, supply, 1.0), 0.0)
+    price = pricing.community_price(rule, supply, demand, fit, utility)
+    mb, ms = q_buy * buy_frac, q_sell * sell_frac
+    idx = jnp.arange(q_buy.shape[0], dtype=jnp.int32)
+    lossf, fee_rate = _terms(pair_terms, idx, jnp.full_like(idx, -1), mb)
+    delivered = mb * (1.0 - lossf)
+    pay_b = price * delivered
+    total_pay = jnp.sum(pay_b)
+    safe_vol = jnp.where(volume > 0, volume, 1.0)
+    payment = pay_b - jnp.where(volume > 0, total_pay * ms / safe_vol, 0.0)
+    return mb + ms, payment, mb * lossf, fee_rate * delivered
+
+
+def _ss(sorted_arr, query, side):
+    return jnp.searchsorted(sorted_arr, query, side=side, method="scan")
+
+
+def _auction(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn, pair_terms):
+    """Continuous double auction on the shared cumulative-quantity axis (all arrays [N])."""
+    n = price.shape[0]
+    perm, group = _sort_book(price, q_buy, q_sell, reputation, tie)
+    p = price[perm]
+    qb = jnp.where(group == 0, q_buy[perm], 0.0)
+    qs = jnp.where(group == 1, q_sell[perm], 0.0)
+    cum_b = jnp.cumsum(qb)  # flat after the buyers
+    cum_s = jnp.cumsum(qs)  # zero through the buyers
+    ask = jnp.where(group == 1, p, jnp.where(group == 0, -2 * PRICE_BOUND, 2 * PRICE_BOUND))
+    cum_s0 = jnp.concatenate([jnp.zeros((1,), cum_s.dtype), cum_s])
+    # S(b): sell quantity asked at or below b; every position below min(Qb_i, S(b_i)) trades.
+    sell_below = cum_s0[_ss(ask, p, "right")]
+    reach = jnp.where(group == 0, jnp.minimum(cum_b, sell_below), 0.0)
+    volume = jnp.maximum(jnp.max(reach), 0.0)
+    mb = jnp.clip(volume - (cum_b - qb), 0.0, qb)
+    ms = jnp.clip(volume - (cum_s - qs), 0.0, qs)
+
+    if rule == "uniform":
+        ib = jnp.clip(_ss(cum_b, volume, "left"), 0, n - 1)
+        js = jnp.clip(_ss(cum_s, volume, "left"), 0, n - 1)
+        uniform_price = 0.5 * (p[ib] + p[js])
+        pair_price_fn = lambda b, a: jnp.full_like(b, uniform_price)  # noqa: E731
+
+    # Merge the two breakpoint sequences by rank (no second sort): each segment [lo, hi) of the
+    # merged axis has exactly one buyer and one seller.
+    ar = jnp.arange(n)
+    pos_b = ar + _ss(cum_s, cum_b, "left")
+    pos_s = ar + _ss(cum_b, cum_s, "right")
+    t = jnp.zeros((2 * n,), cum_b.dtype).at[pos_b].set(cum_b).at[pos_s].set(cum_s)
+    lo = jnp.concatenate([jnp.zeros((1,), t.dtype), t[:-1]])
+    seg_q = jnp.clip(jnp.minimum(t, volume) - lo, 0.0, None)
+    ib = jnp.clip(_ss(cum_b, lo, "right"), 0, n - 1)
+    js = jnp.clip(_ss(cum_s, lo, "right"), 0, n - 1)
+    lossf, fee_rate = _terms(pair_terms, perm[ib], perm[js], seg_q)
+    seg_deliv = seg_q * (1.0 - lossf)
+    seg_pay = seg_deliv * pair_price_fn(p[ib], p[js])
+    seg_fee = 0.5 * fee_rate * seg_deliv
+    pay = jax.ops.segment_sum(seg_pay, ib, num_segments=n) - jax.ops.segment_sum(
+        seg_pay, js, num_segments=n
+    )
+    loss = jax.ops.segment_sum(seg_q * lossf, ib, num_segments=n)
+    fee = jax.ops.segment_sum(seg_fee, ib, num_segments=n) + jax.ops.segment_sum(
+        seg_fee, js, num_segments=n
+    )
+    return _unsort(mb + ms, perm), _unsort(pay, perm), _unsort(loss, perm), _unsort(fee, perm)
+
+
+def clear(
+    bid_price: jax.Array,
+    quantity: jax.Array,
+    is_buy: jax.Array,
+    rule: str,
+    *,
+    reference_price: jax.Array | float | None = None,
+    fit: jax.Array | float | None = None,
+    utility: jax.Array | float | None = None,
+    k: jax.Array | float = 0.5,
+    key: jax.Array | None = None,
+    reputation: jax.Array | None = None,
+    partner: jax.Array | None = None,
+    pair_terms: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
+) -> ClearingResult:
+    """Clear one peer-to-peer book of one order per agent.
+
+    Args:
+      bid_price: [N] limit price of each order (currency per unit of quantity).
+      quantity: [N] energy each agent wants to buy (``is_buy``) or sell; <= 0 means no order.
+      is_buy: [N] bool, True for a bid, False for an ask.
+      rule: pricing rule name, one of ``pricing.RULES`` (static).
+      reference_price: last clearing price, used by ``proportional_surplus`` (default DSO mid).
+      fit, utility: DSO feed-in tariff and utility price (``nash`` and the community rules).
+      k: bid-ask split of ``k_double`` in [0, 1].
+      key: PRNG key for random tie-breaking among equal prices (index order if None).
+      reputation: [N] optional; higher reputation wins ties before the random order.
+      partner: [N] int optional; agent i names partner[i] (-1 none); mutual compatible pairs
+        trade first, bilaterally, at the rule's pair price.
+      pair_terms: optional ``f(buyer_idx, seller_idx) -> (loss_fraction, fee_per_unit)`` evaluated
+        per matched pair (seller -1 is the community pool under the community rules). The buyer
+        receives ``q (1 - loss)`` and pays for delivered energy only; the fee (price units per
+        delivered unit) is split half and half between buyer and seller.
+
+    Non-finite prices or quantities drop the order; prices are clipped to +-PRICE_BOUND.
+    """
+    pricing.check_rule(rule, fit=fit, utility=utility, reference_price=reference_price)
+    price, qty = _sanitize(jnp.asarray(bid_price), jnp.asarray(quantity))
+    is_buy = jnp.asarray(is_buy, bool)
+    n = price.shape[0]
+    dtype = price.dtype
+    mid = None if fit is None or utility is None else 0.5 * (fit + utility)
+    m = mid if reference_price is None else reference_price
+    pair_price_fn = pricing.pair_price_fn(rule, k=k, reference=m, fit=fit, utility=utility)
+
+    if partner is not None:
+        partner_qty, partner_pay, partner_loss, partner_fee = _partner_stage(
+            price, qty, is_buy, jnp.asarray(partner, jnp.int32), pair_price_fn, pair_terms
+        )
+    else:
+        partner_qty = partner_pay = partner_loss = partner_fee = jnp.zeros_like(qty)
+    rest = qty - partner_qty
+    q_buy = jnp.where(is_buy, rest, 0.0)
+    q_sell = jnp.where(is_buy, 0.0, rest)
+
+    if rule in pricing.COMMUNITY_RULES:
+        matched, payment, loss, fee = _community(q_buy, q_sell, rule, fit, utility, pair_terms)
+    else:
+        tie = None if key is None else jax.random.bits(key, (n,), jnp.uint32)
+        rep = None if reputation is None else jnp.asarray(reputation, dtype)
+        matched, payment, loss, fee = _auction(
+            price, q_buy, q_sell, rule, rep, tie, pair_price_fn, pair_terms
+        )
+
+    matched = matched + partner_qty
+    payment = payment + partner_pay
+    loss = loss + partner_loss
+    fee = fee + partner_fee
+    volume = jnp.sum(jnp.where(is_buy, matched, 0.0))
+    delivered = jnp.sum(jnp.where(is_buy, matched - loss, 0.0))
+    buyer_paid = jnp.sum(jnp.where(is_buy, payment, 0.0))
+    fallback = jnp.asarray(0.0 if m is None else m, dtype)
+    safe_del = jnp.where(delivered > 0, delivered, 1.0)
+    clearing_price = jnp.where(delivered > 0, buyer_paid / safe_del, fallback)
+
+    has_b = jnp.any(is_buy & (qty > 0))
+    has_s = jnp.any(~is_buy & (qty > 0))
+    best_bid = jnp.max(jnp.where(is_buy & (qty > 0), price, -PRICE_BOUND))
+    best_ask = jnp.min(jnp.where(~is_buy & (qty > 0), price, PRICE_BOUND))
+    spread = jnp.where(has_b & has_s, best_bid - best_ask, 0.0)
+    return ClearingResult(
+        matched_qty=matched,
+        payment=payment,
+        partner_qty=partner_qty,
+        clearing_price=clearing_price.astype(dtype),
+        volume=volume,
+        supply=jnp.sum(jnp.where(is_buy, 0.0, qty)),
+        demand=jnp.sum(jnp.where(is_buy, qty, 0.0)),
+        spread=spread.astype(dtype),
+        loss=loss,
+        fee=fee,
+    )

@@ -1,0 +1,46 @@
+"""The DSO / utility: it settles whatever the P2P book leaves and applies its interventions.
+
+Prices are in currency per MWh, energies in kWh, money in currency (so money = price * kWh / 1000).
+Every function is pure and works on per-agent arrays [N].
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+KWH_PER_MWH = 1000.0
+
+
+def dynamic_utility_price(
+    utility: jax.Array, community_import_kwh: jax.Array, reference_kwh: jax.Array, slope: jax.Array
+) -> jax.Array:
+    """Utility price that rises with the community's net import (DOMAIN.md 1.7).
+
+    ``utility * (1 + slope * max(0, import) / reference)``; slope 0 is the plain tariff.
+    """
+    ref = jnp.where(reference_kwh > 0, reference_kwh, 1.0)
+    return utility * (1.0 + slope * jnp.maximum(community_import_kwh, 0.0) / ref)
+
+
+def settle(
+    export_kwh: jax.Array, import_kwh: jax.Array, fit: jax.Array, utility: jax.Array
+) -> jax.Array:
+    """Money each agent gets from the DSO: FiT on residual export minus utility on import."""
+    return (fit * export_kwh - utility * import_kwh) / KWH_PER_MWH
+
+
+def pro_rata_cut(amount: jax.Array, excess: jax.Array) -> jax.Array:
+    """Cut ``excess`` (>= 0) from the non-negative ``amount`` [N] in proportion to each share."""
+    total = jnp.sum(amount)
+    frac = jnp.where(total > 0, jnp.minimum(excess, total) / jnp.where(total > 0, total, 1.0), 0.0)
+    return amount * frac
+
+
+def pro_rata_cut_grouped(
+    amount: jax.Array, excess: jax.Array, group: jax.Array, num_groups: int
+) -> jax.Array:
+    """Per-group pro-rata cut: ``excess`` [G] is removed from ``amount`` [N] within each group."""
+    total = jax.ops.segment_sum(amount, group, num_segments=num_groups)
+    frac = jnp.where(total > 0, jnp.minimum(excess, total) / jnp.where(total > 0, total, 1.0), 0.0)
+    return amount * frac[group]

@@ -1,0 +1,90 @@
+"""Market KPIs as pure functions of arrays (DOMAIN.md 1.9). Safe on empty or zero inputs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+_EPS = 1e-9
+
+
+def _safe_div(a, b):
+    return jnp.where(jnp.abs(b) > _EPS, a / jnp.where(jnp.abs(b) > _EPS, b, 1.0), 0.0)
+
+
+def shares(values: jax.Array, axis: int = -1) -> jax.Array:
+    """Non-negative values normalised to shares summing to one (zeros if all are zero)."""
+    v = jnp.maximum(values, 0.0)
+    return _safe_div(v, jnp.sum(v, axis=axis, keepdims=True))
+
+
+def hhi(values: jax.Array, axis: int = -1) -> jax.Array:
+    """Herfindahl-Hirschman index on the 0..10,000 scale of the shares of ``values``."""
+    return 1e4 * jnp.sum(shares(values, axis) ** 2, axis=axis)
+
+
+def concentration_ratio(values: jax.Array, k: int, axis: int = -1) -> jax.Array:
+    """CR_k: combined share of the k largest (k static)."""
+    s = jnp.sort(shares(values, axis), axis=axis)
+    return jnp.sum(
+        jax.lax.slice_in_dim(s, s.shape[axis] - min(k, s.shape[axis]), None, axis=axis % s.ndim),
+        axis=axis,
+    )
+
+
+def gini(values: jax.Array, axis: int = -1) -> jax.Array:
+    """Gini coefficient via sorted ranks (O(N log N)); shifted so negative profits are allowed."""
+    v = jnp.moveaxis(values, axis, -1)
+    v = v - jnp.minimum(jnp.min(v, axis=-1, keepdims=True), 0.0)
+    v = jnp.sort(v, axis=-1)
+    n = v.shape[-1]
+    rank = jnp.arange(1, n + 1, dtype=v.dtype)
+    total = jnp.sum(v, axis=-1)
+    return _safe_div(jnp.sum((2 * rank - n - 1) * v, axis=-1), n * total)
+
+
+def volatility(prices: jax.Array, axis: int = -1) -> jax.Array:
+    """Coefficient of variation std/mean."""
+    return _safe_div(jnp.std(prices, axis=axis), jnp.abs(jnp.mean(prices, axis=axis)))
+
+
+def peak_to_average(series: jax.Array, axis: int = -1) -> jax.Array:
+    """Peak-to-average ratio of a (non-negative) series, e.g. community net import."""
+    s = jnp.maximum(series, 0.0)
+    return _safe_div(jnp.max(s, axis=axis), jnp.mean(s, axis=axis))
+
+
+def battery_cycles(throughput_kwh: jax.Array, capacity_kwh: jax.Array) -> jax.Array:
+    """Equivalent full cycles: throughput / (2 capacity)."""
+    return _safe_div(throughput_kwh, 2.0 * capacity_kwh)
+
+
+def lem_episode_kpis(info: dict, reward: jax.Array) -> dict[str, jax.Array]:
+    """Episode KPIs from ``lem-v0`` infos stacked on a leading time axis [T, ...]."""
+    demand = jnp.sum(info["demand_kwh"])
+    sold = jnp.sum(info["p2p_sold_kwh"], axis=0)
+    profit = jnp.sum(info["profit"], axis=0)
+    vol = info["p2p_volume_kwh"]
+    traded = vol > 0
+    price_mean = _safe_div(jnp.sum(info["clearing_price"] * vol), jnp.sum(vol))
+    price_std = jnp.sqrt(
+        _safe_div(jnp.sum(vol * (info["clearing_price"] - price_mean) ** 2), jnp.sum(vol))
+    )
+    return {
+        "community_cost": jnp.sum(info["community_cost"]),
+        "baseline_cost": jnp.sum(info["baseline_cost"]),
+        "savings": jnp.sum(info["savings"]),
+        "p2p_share": _safe_div(jnp.sum(vol), demand),
+        "self_sufficiency": 1.0 - _safe_div(jnp.sum(info["import_kwh"]), demand),
+        "mean_agent_return": jnp.mean(jnp.sum(reward, axis=0)),
+        "clearing_price_mean": price_mean,
+        "price_volatility": _safe_div(price_std, price_mean),
+        "trading_steps": jnp.mean(traded.astype(jnp.float32)),
+        "peak_to_average_import": peak_to_average(info["net_import_kwh"]),
+        "hhi_sales": hhi(sold),
+        "cr1_sales": concentration_ratio(sold, 1),
+        "cr3_sales": concentration_ratio(sold, 3),
+        "gini_profit": gini(profit),
+        "curtailment_kwh": jnp.sum(info["curtail_kwh"]),
+        "battery_throughput_kwh": jnp.sum(info["battery_throughput_kwh"]),
+    }

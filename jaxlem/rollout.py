@@ -1,0 +1,28 @@
+"""Episodes under ``lax.scan``: one jitted function for a policy, vmappable over scenarios."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+
+def rollout(env, policy: Callable, key: jax.Array, params, num_steps: int | None = None):
+    """Run ``num_steps`` (default one episode) from a fresh reset with ``policy``.
+
+    Returns ``(rewards [T, N], infos)`` with every info entry stacked on a leading time axis.
+    """
+    steps = env.num_steps if num_steps is None else num_steps
+    key, k_reset = jax.random.split(key)
+    obs, state = env.reset(k_reset, params)
+
+    def body(carry, k):
+        obs, state = carry
+        k_act, k_step = jax.random.split(k)
+        action = policy(k_act, obs, env, params)
+        obs, state, reward, _, info = env.step(k_step, state, action, params)
+        info = {k: v for k, v in info.items() if k != "final_obs"}
+        return (obs, state), (reward, info)
+
+    _, (rewards, infos) = jax.lax.scan(body, (obs, state), jax.random.split(key, steps))
+    return rewards, infos
