@@ -11,7 +11,7 @@ import numpy as np
 def _first_bad(arr: np.ndarray, bad: np.ndarray):
     idx = np.argwhere(bad)[0]
     where = "" if arr.ndim == 0 else f"[{', '.join(str(int(i)) for i in idx)}]"
-    return where, arr[tuple(idx)] if arr.ndim else arr.item()
+    return where, (arr[tuple(idx)] if arr.ndim else arr).item()
 
 
 def check_range(
@@ -45,7 +45,7 @@ def check_order(name_lo: str, lo, name_hi: str, hi, *, strict: bool = False) -> 
         where = f"[{', '.join(str(int(i)) for i in idx)}]" if a.ndim else ""
         op = "<" if strict else "<="
         raise ValueError(
-            f"{name_lo}{where} = {a[idx]!r} must be {op} {name_hi}{where} = {b[idx]!r}; "
+            f"{name_lo}{where} = {a[idx].item()!r} must be {op} {name_hi}{where} = {b[idx].item()!r}; "
             f"allowed range {name_lo} {op} {name_hi}"
         )
 

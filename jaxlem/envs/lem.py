@@ -37,6 +37,7 @@ from jaxlem.market import clear, dso, pricing
 from jaxlem.market.dso import KWH_PER_MWH
 
 GRID_MODES = ("none", "capacity", "losses")
+TARIFFS = ("tou", "fixed")
 BASE_OBS_DIM = 20
 GLOBAL_OBS_DIM = 4
 _EPS = 1e-6
@@ -78,6 +79,8 @@ class LEMParams:
     max_price: jax.Array
     tariff_gap: jax.Array  # FiT + gap * (max - min) <= utility
     tariff_jitter: jax.Array
+    fit_profile: jax.Array  # [T] FiT used when tariff="fixed"
+    utility_profile: jax.Array  # [T] utility price used when tariff="fixed"
     # market
     k: jax.Array
     reputation_rate: jax.Array
@@ -133,6 +136,7 @@ class LEMEnv(Environment):
     global_obs: bool = False
     population: pop.Population = field(default_factory=pop.Population)
     scenario: str = ""  # preset name (jaxlem.scenarios); "" = agents drawn from ``population``
+    tariff: str = "tou"  # "tou": random time-of-use blocks per reset; "fixed": params profiles
 
     def __post_init__(self):
         from jaxlem import checks
@@ -143,6 +147,7 @@ class LEMEnv(Environment):
         checks.check_choice("rule", self.rule, pricing.RULES)
         checks.check_choice("grid_mode", self.grid_mode, GRID_MODES)
         checks.check_int("num_feeders", self.num_feeders, 1)
+        checks.check_choice("tariff", self.tariff, TARIFFS)
         if not isinstance(self.population, pop.Population):
             raise ValueError(
                 f"population: got {type(self.population).__name__}; allowed: Population"
@@ -181,6 +186,10 @@ class LEMEnv(Environment):
     def _global_defaults(self) -> dict:
         t, dt = self.num_steps, self.dt_h
         f32 = np.float32
+        fit0, util0 = (
+            np.asarray(v, f32)
+            for v in profiles.tou_tariff(jax.random.PRNGKey(0), t, dt, 30.0, 300.0, 0.05, 0.0)
+        )
         return dict(
             pv_table=profiles.pv_shape(t, dt)[None, :],
             demand_table=profiles.demand_shape(t, dt)[None, :],
@@ -193,6 +202,8 @@ class LEMEnv(Environment):
             max_price=f32(300.0),
             tariff_gap=f32(0.05),
             tariff_jitter=f32(1.0),
+            fit_profile=fit0,
+            utility_profile=util0,
             k=f32(0.5),
             reputation_rate=f32(0.1),
             p2p_fee=f32(0.0),
@@ -237,7 +248,7 @@ class LEMEnv(Environment):
         m = p.node_distance_km.shape[-1]
         checks.check_range("node", p.node, 0, m - 1)
         checks.check_range("feeder", p.feeder, 0, self.num_feeders - 1)
-        k_prof = p.pv_table.shape[-2]
+        k_prof = max(p.pv_table.shape[-2], p.demand_table.shape[-2])
         checks.check_range("profile_col", p.profile_col, -1, k_prof - 1)
         for name in ("pv_table", "demand_table"):
             arr = checks.check_range(name, getattr(p, name), 0.0, np.inf, hi_open=True)
@@ -245,11 +256,6 @@ class LEMEnv(Environment):
                 raise ValueError(
                     f"{name}: profile length {arr.shape[-1]}; allowed: num_steps = {self.num_steps}"
                 )
-        if p.demand_table.shape[-2] != k_prof:
-            raise ValueError(
-                f"demand_table: {p.demand_table.shape[-2]} profiles; allowed: as many as "
-                f"pv_table ({k_prof})"
-            )
         checks.check_range("cloudiness", p.cloudiness, 0.0, 1.0)
         for name in ("demand_day_std", "pv_noise", "demand_noise", "forecast_noise"):
             checks.check_range(name, getattr(p, name), 0.0, 10.0)
@@ -258,6 +264,19 @@ class LEMEnv(Environment):
         checks.check_order("min_price", p.min_price, "max_price", p.max_price, strict=True)
         checks.check_range("tariff_gap", p.tariff_gap, 0.0, 1.0)
         checks.check_range("tariff_jitter", p.tariff_jitter, 0.0, 10.0)
+        for name in ("fit_profile", "utility_profile"):
+            arr = checks.check_range(name, getattr(p, name), 0.0, np.inf, hi_open=True)
+            if arr.shape[-1] != self.num_steps:
+                raise ValueError(
+                    f"{name}: length {arr.shape[-1]}; allowed: num_steps = {self.num_steps}"
+                )
+        gap = p.tariff_gap[..., None] * (p.max_price - p.min_price)[..., None]
+        checks.check_order(
+            "fit_profile + tariff_gap * (max_price - min_price)",
+            p.fit_profile + gap,
+            "utility_profile",
+            p.utility_profile,
+        )
         checks.check_range("k", p.k, 0.0, 1.0)
         checks.check_range("reputation_rate", p.reputation_rate, 0.0, 1.0)
         for name in ("p2p_fee", "p2p_fee_per_km", "loss_per_km", "dynamic_tariff_slope"):
@@ -294,21 +313,24 @@ class LEMEnv(Environment):
     def reset_env(self, key: jax.Array, params: LEMParams) -> tuple[jax.Array, LEMState]:
         n, t_len = self.num_agents, self.num_steps
         k_col, k_day, k_tariff, k_gen, k_dem = jax.random.split(key, 5)
-        n_prof = params.pv_table.shape[0]
+        n_prof = max(params.pv_table.shape[0], params.demand_table.shape[0])
         rand_col = jax.random.randint(k_col, (n,), 0, n_prof)
         col = jnp.where(params.profile_col >= 0, params.profile_col, rand_col)
         pv_day, dem_day = profiles.draw_day_factors(
             k_day, n, params.cloudiness, params.demand_day_std
         )
-        fit, util = profiles.tou_tariff(
-            k_tariff,
-            t_len,
-            self.dt_h,
-            params.min_price,
-            params.max_price,
-            params.tariff_gap,
-            params.tariff_jitter,
-        )
+        if self.tariff == "fixed":
+            fit, util = params.fit_profile, params.utility_profile
+        else:
+            fit, util = profiles.tou_tariff(
+                k_tariff,
+                t_len,
+                self.dt_h,
+                params.min_price,
+                params.max_price,
+                params.tariff_gap,
+                params.tariff_jitter,
+            )
         t0 = jnp.zeros((), jnp.int32)
         gen, dem = self._draw_step(k_gen, k_dem, t0, col, pv_day, dem_day, params)
         mid = 0.5 * (fit[0] + util[0])
@@ -334,9 +356,11 @@ class LEMEnv(Environment):
     def _draw_step(self, k_gen, k_dem, t, col, pv_day, dem_day, params):
         """Realised PV and demand energy (kWh) of step ``t`` for every agent."""
         t = jnp.minimum(t, self.num_steps - 1)
-        pv_u = profiles.sample_step(k_gen, params.pv_table[col, t], pv_day, params.pv_noise)
+        pv_u = profiles.sample_step(
+            k_gen, _column(params.pv_table, col, t), pv_day, params.pv_noise
+        )
         dem_u = profiles.sample_step(
-            k_dem, params.demand_table[col, t], dem_day, params.demand_noise
+            k_dem, _column(params.demand_table, col, t), dem_day, params.demand_noise
         )
         return pv_u * params.pv_kw * self.dt_h, dem_u * params.demand_kw * self.dt_h
 
@@ -564,8 +588,13 @@ class LEMEnv(Environment):
         hour = (t.astype(jnp.float32) * dt) % 24.0
         size = (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * dt + _EPS
         pmax = params.max_price
-        fc_pv = params.pv_table[state.col, t_next] * state.pv_day * params.pv_kw * dt
-        fc_dem = params.demand_table[state.col, t_next] * state.demand_day * params.demand_kw * dt
+        fc_pv = _column(params.pv_table, state.col, t_next) * state.pv_day * params.pv_kw * dt
+        fc_dem = (
+            _column(params.demand_table, state.col, t_next)
+            * state.demand_day
+            * params.demand_kw
+            * dt
+        )
         n = self.num_agents
         # forecast noise is a fixed function of the state so obs stay deterministic per state
         noise = jnp.sin(jnp.arange(n) * 12.9898 + state.t * 78.233) * params.forecast_noise
@@ -604,6 +633,11 @@ class LEMEnv(Environment):
             ]
         obs = jnp.stack(cols, axis=-1)
         return jnp.clip(jnp.where(jnp.isfinite(obs), obs, 0.0), -1e3, 1e3).astype(jnp.float32)
+
+
+def _column(table: jax.Array, col: jax.Array, t: jax.Array) -> jax.Array:
+    """Per-agent value of a [K, T] profile table at step t; column ``col mod K``."""
+    return table[col % table.shape[0], t]
 
 
 def _float_or_int(x):

@@ -4,10 +4,11 @@ Buyers are sorted by limit price descending and sellers ascending (ties: higher 
 then a key-driven random order, or the agent index when no key is given), in one sort of the whole
 book. Both sides are laid on one cumulative-quantity axis; the unit at position ``q`` is bought
 by the buyer whose interval holds ``q`` and sold by the seller whose interval holds ``q``, and it
-trades while ``bid >= ask``. The matched volume and each agent's share come from prefix sums and ``searchsorted``. Payments for the
-pairwise pricing rules are integrated over the at most ``2N`` segments of the merged breakpoints,
-each of which has exactly one buyer and one seller; the two breakpoint sequences are merged by
-rank with ``searchsorted`` rather than sorted again. No N x N array is ever built.
+trades while ``bid >= ask``. The matched volume and each agent's share come from prefix sums and
+``searchsorted``. Payments for the pairwise pricing rules are integrated over the at most ``2N``
+segments of the merged breakpoints, each of which has exactly one buyer and one seller; the two
+breakpoint sequences are merged by rank with ``searchsorted`` rather than sorted again. No N x N
+array is ever built.
 
 Units are the caller's: ``payment = price * quantity``.
 """
@@ -139,8 +140,12 @@ def _ss(sorted_arr, query, side):
     return jnp.searchsorted(sorted_arr, query, side=side, method="scan")
 
 
-def _auction(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn, pair_terms):
-    """Continuous double auction on the shared cumulative-quantity axis (all arrays [N])."""
+def _segments(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn):
+    """Lay the sorted book on the cumulative-quantity axis and cut it into <= 2N segments.
+
+    Returns a dict of per-segment arrays [2N] (``qty``, ``price``, sorted-slot indices ``ib``,
+    ``js``), per-slot matched quantities ``mb``/``ms`` [N], and the permutation ``perm``.
+    """
     n = price.shape[0]
     perm, group = _sort_book(price, q_buy, q_sell, reputation, tie)
     p = price[perm]
@@ -154,8 +159,6 @@ def _auction(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn, pair_te
     sell_below = cum_s0[_ss(ask, p, "right")]
     reach = jnp.where(group == 0, jnp.minimum(cum_b, sell_below), 0.0)
     volume = jnp.maximum(jnp.max(reach), 0.0)
-    mb = jnp.clip(volume - (cum_b - qb), 0.0, qb)
-    ms = jnp.clip(volume - (cum_s - qs), 0.0, qs)
 
     if rule == "uniform":
         ib = jnp.clip(_ss(cum_b, volume, "left"), 0, n - 1)
@@ -170,21 +173,95 @@ def _auction(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn, pair_te
     pos_s = ar + _ss(cum_b, cum_s, "right")
     t = jnp.zeros((2 * n,), cum_b.dtype).at[pos_b].set(cum_b).at[pos_s].set(cum_s)
     lo = jnp.concatenate([jnp.zeros((1,), t.dtype), t[:-1]])
-    seg_q = jnp.clip(jnp.minimum(t, volume) - lo, 0.0, None)
     ib = jnp.clip(_ss(cum_b, lo, "right"), 0, n - 1)
     js = jnp.clip(_ss(cum_s, lo, "right"), 0, n - 1)
-    lossf, fee_rate = _terms(pair_terms, perm[ib], perm[js], seg_q)
-    seg_deliv = seg_q * (1.0 - lossf)
-    seg_pay = seg_deliv * pair_price_fn(p[ib], p[js])
+    return {
+        "qty": jnp.clip(jnp.minimum(t, volume) - lo, 0.0, None),
+        "price": pair_price_fn(p[ib], p[js]),
+        "ib": ib,
+        "js": js,
+        "mb": jnp.clip(volume - (cum_b - qb), 0.0, qb),
+        "ms": jnp.clip(volume - (cum_s - qs), 0.0, qs),
+        "perm": perm,
+    }
+
+
+def _auction(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn, pair_terms):
+    """Continuous double auction; per-agent (matched, payment, loss, fee) in the caller's order."""
+    n = price.shape[0]
+    seg = _segments(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn)
+    ib, js, perm = seg["ib"], seg["js"], seg["perm"]
+    lossf, fee_rate = _terms(pair_terms, perm[ib], perm[js], seg["qty"])
+    seg_deliv = seg["qty"] * (1.0 - lossf)
+    seg_pay = seg_deliv * seg["price"]
     seg_fee = 0.5 * fee_rate * seg_deliv
-    pay = jax.ops.segment_sum(seg_pay, ib, num_segments=n) - jax.ops.segment_sum(
-        seg_pay, js, num_segments=n
+
+    def to_slots(v, i):
+        return jax.ops.segment_sum(v, i, num_segments=n)
+
+    pay = to_slots(seg_pay, ib) - to_slots(seg_pay, js)
+    loss = to_slots(seg["qty"] * lossf, ib)
+    fee = to_slots(seg_fee, ib) + to_slots(seg_fee, js)
+    matched = seg["mb"] + seg["ms"]
+    return tuple(_unsort(v, perm) for v in (matched, pay, loss, fee))
+
+
+@struct.dataclass
+class _Book:
+    """A sanitised book after the partner stage (shared by ``clear`` and the trade log)."""
+
+    price: jax.Array
+    qty: jax.Array
+    is_buy: jax.Array
+    q_buy: jax.Array
+    q_sell: jax.Array
+    partner: tuple  # per-agent (qty, payment, loss, fee) of the partner stage
+    tie: jax.Array | None
+    reputation: jax.Array | None
+    m: jax.Array | None = struct.field(pytree_node=True, default=None)
+    pair_price_fn: Callable = struct.field(pytree_node=False, default=None)
+
+
+def _prepare(
+    bid_price,
+    quantity,
+    is_buy,
+    rule,
+    reference_price,
+    fit,
+    utility,
+    k,
+    key,
+    reputation,
+    partner,
+    pair_terms,
+) -> _Book:
+    pricing.check_rule(rule, fit=fit, utility=utility, reference_price=reference_price)
+    price, qty = _sanitize(jnp.asarray(bid_price), jnp.asarray(quantity))
+    is_buy = jnp.asarray(is_buy, bool)
+    n = price.shape[0]
+    mid = None if fit is None or utility is None else 0.5 * (fit + utility)
+    m = mid if reference_price is None else reference_price
+    pair_price_fn = pricing.pair_price_fn(rule, k=k, reference=m, fit=fit, utility=utility)
+    if partner is not None:
+        stage = _partner_stage(
+            price, qty, is_buy, jnp.asarray(partner, jnp.int32), pair_price_fn, pair_terms
+        )
+    else:
+        stage = (jnp.zeros_like(qty),) * 4
+    rest = qty - stage[0]
+    return _Book(
+        price=price,
+        qty=qty,
+        is_buy=is_buy,
+        q_buy=jnp.where(is_buy, rest, 0.0),
+        q_sell=jnp.where(is_buy, 0.0, rest),
+        partner=stage,
+        tie=None if key is None else jax.random.bits(key, (n,), jnp.uint32),
+        reputation=None if reputation is None else jnp.asarray(reputation, price.dtype),
+        m=m,
+        pair_price_fn=pair_price_fn,
     )
-    loss = jax.ops.segment_sum(seg_q * lossf, ib, num_segments=n)
-    fee = jax.ops.segment_sum(seg_fee, ib, num_segments=n) + jax.ops.segment_sum(
-        seg_fee, js, num_segments=n
-    )
-    return _unsort(mb + ms, perm), _unsort(pay, perm), _unsort(loss, perm), _unsort(fee, perm)
 
 
 def clear(
@@ -223,32 +300,29 @@ def clear(
 
     Non-finite prices or quantities drop the order; prices are clipped to +-PRICE_BOUND.
     """
-    pricing.check_rule(rule, fit=fit, utility=utility, reference_price=reference_price)
-    price, qty = _sanitize(jnp.asarray(bid_price), jnp.asarray(quantity))
-    is_buy = jnp.asarray(is_buy, bool)
-    n = price.shape[0]
+    b = _prepare(
+        bid_price,
+        quantity,
+        is_buy,
+        rule,
+        reference_price,
+        fit,
+        utility,
+        k,
+        key,
+        reputation,
+        partner,
+        pair_terms,
+    )
+    price, qty, is_buy, m, q_buy, q_sell = b.price, b.qty, b.is_buy, b.m, b.q_buy, b.q_sell
     dtype = price.dtype
-    mid = None if fit is None or utility is None else 0.5 * (fit + utility)
-    m = mid if reference_price is None else reference_price
-    pair_price_fn = pricing.pair_price_fn(rule, k=k, reference=m, fit=fit, utility=utility)
-
-    if partner is not None:
-        partner_qty, partner_pay, partner_loss, partner_fee = _partner_stage(
-            price, qty, is_buy, jnp.asarray(partner, jnp.int32), pair_price_fn, pair_terms
-        )
-    else:
-        partner_qty = partner_pay = partner_loss = partner_fee = jnp.zeros_like(qty)
-    rest = qty - partner_qty
-    q_buy = jnp.where(is_buy, rest, 0.0)
-    q_sell = jnp.where(is_buy, 0.0, rest)
+    partner_qty, partner_pay, partner_loss, partner_fee = b.partner
 
     if rule in pricing.COMMUNITY_RULES:
         matched, payment, loss, fee = _community(q_buy, q_sell, rule, fit, utility, pair_terms)
     else:
-        tie = None if key is None else jax.random.bits(key, (n,), jnp.uint32)
-        rep = None if reputation is None else jnp.asarray(reputation, dtype)
         matched, payment, loss, fee = _auction(
-            price, q_buy, q_sell, rule, rep, tie, pair_price_fn, pair_terms
+            price, q_buy, q_sell, rule, b.reputation, b.tie, b.pair_price_fn, pair_terms
         )
 
     matched = matched + partner_qty
