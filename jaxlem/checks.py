@@ -45,7 +45,8 @@ def check_order(name_lo: str, lo, name_hi: str, hi, *, strict: bool = False) -> 
         where = f"[{', '.join(str(int(i)) for i in idx)}]" if a.ndim else ""
         op = "<" if strict else "<="
         raise ValueError(
-            f"{name_lo}{where} = {a[idx].item()!r} must be {op} {name_hi}{where} = {b[idx].item()!r}; "
+            f"{name_lo}{where} = {a[idx].item()!r} must be {op} "
+            f"{name_hi}{where} = {b[idx].item()!r}; "
             f"allowed range {name_lo} {op} {name_hi}"
         )
 
