@@ -8,6 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def _fmt(v) -> str:
+    """A number as a reader wants it: float32 inputs without float64 noise (0.9, not 0.8999...)."""
+    return f"{float(v):.7g}" if isinstance(v, float | np.floating) else repr(v)
+
+
 def _first_bad(arr: np.ndarray, bad: np.ndarray):
     idx = np.argwhere(bad)[0]
     where = "" if arr.ndim == 0 else f"[{', '.join(str(int(i)) for i in idx)}]"
@@ -32,7 +37,7 @@ def check_range(
         where, v = _first_bad(arr, bad)
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
-        raise ValueError(f"{name}{where}: got {v!r}; allowed range {left}{lo}, {hi}{right}")
+        raise ValueError(f"{name}{where}: got {_fmt(v)}; allowed range {left}{lo}, {hi}{right}")
     return arr
 
 
@@ -45,8 +50,8 @@ def check_order(name_lo: str, lo, name_hi: str, hi, *, strict: bool = False) -> 
         where = f"[{', '.join(str(int(i)) for i in idx)}]" if a.ndim else ""
         op = "<" if strict else "<="
         raise ValueError(
-            f"{name_lo}{where} = {a[idx].item()!r} must be {op} "
-            f"{name_hi}{where} = {b[idx].item()!r}; "
+            f"{name_lo}{where} = {_fmt(a[idx])} must be {op} "
+            f"{name_hi}{where} = {_fmt(b[idx])}; "
             f"allowed range {name_lo} {op} {name_hi}"
         )
 
