@@ -109,6 +109,8 @@ class LEMState:
     energy: jax.Array  # [N] battery energy, kWh
     gen: jax.Array  # [N] PV energy this step, kWh
     demand: jax.Array  # [N] demand this step, kWh
+    forecast_gen: jax.Array  # [N] noisy forecast of next step's PV, kWh
+    forecast_demand: jax.Array  # [N] noisy forecast of next step's demand, kWh
     pv_day: jax.Array  # [N] daily PV factor
     demand_day: jax.Array  # [N] daily demand factor
     col: jax.Array  # [N] profile column in use
@@ -312,7 +314,7 @@ class LEMEnv(Environment):
     # ---------------------------------------------------------------- dynamics
     def reset_env(self, key: jax.Array, params: LEMParams) -> tuple[jax.Array, LEMState]:
         n, t_len = self.num_agents, self.num_steps
-        k_col, k_day, k_tariff, k_gen, k_dem = jax.random.split(key, 5)
+        k_col, k_day, k_tariff, k_draw = jax.random.split(key, 4)
         n_prof = max(params.pv_table.shape[0], params.demand_table.shape[0])
         rand_col = jax.random.randint(k_col, (n,), 0, n_prof)
         col = jnp.where(params.profile_col >= 0, params.profile_col, rand_col)
@@ -332,13 +334,15 @@ class LEMEnv(Environment):
                 params.tariff_jitter,
             )
         t0 = jnp.zeros((), jnp.int32)
-        gen, dem = self._draw_step(k_gen, k_dem, t0, col, pv_day, dem_day, params)
+        gen, dem, fc_gen, fc_dem = self._draw_step(k_draw, t0, col, pv_day, dem_day, params)
         mid = 0.5 * (fit[0] + util[0])
         state = LEMState(
             t=t0,
             energy=params.soc_init * params.bat_kwh,
             gen=gen,
             demand=dem,
+            forecast_gen=fc_gen,
+            forecast_demand=fc_dem,
             pv_day=pv_day,
             demand_day=dem_day,
             col=col,
@@ -353,16 +357,31 @@ class LEMEnv(Environment):
         state = jax.tree_util.tree_map(lambda x: x.astype(_float_or_int(x)), state)
         return self._obs(state, params, jnp.zeros(()), jnp.ones(())), state
 
-    def _draw_step(self, k_gen, k_dem, t, col, pv_day, dem_day, params):
-        """Realised PV and demand energy (kWh) of step ``t`` for every agent."""
-        t = jnp.minimum(t, self.num_steps - 1)
+    def _draw_step(self, key, t, col, pv_day, dem_day, params):
+        """Realised PV and demand energy (kWh) of step ``t`` for every agent, and noisy
+        forecasts of step ``t + 1`` (its expected value times ``1 + forecast_noise * N(0,1)``)."""
+        k_gen, k_dem, k_fg, k_fd = jax.random.split(key, 4)
+        dt = self.dt_h
+        t_now = jnp.minimum(t, self.num_steps - 1)
+        t_next = jnp.minimum(t + 1, self.num_steps - 1)
         pv_u = profiles.sample_step(
-            k_gen, _column(params.pv_table, col, t), pv_day, params.pv_noise
+            k_gen, _column(params.pv_table, col, t_now), pv_day, params.pv_noise
         )
         dem_u = profiles.sample_step(
-            k_dem, _column(params.demand_table, col, t), dem_day, params.demand_noise
+            k_dem, _column(params.demand_table, col, t_now), dem_day, params.demand_noise
         )
-        return pv_u * params.pv_kw * self.dt_h, dem_u * params.demand_kw * self.dt_h
+        fc_pv = profiles.sample_step(
+            k_fg, _column(params.pv_table, col, t_next), pv_day, params.forecast_noise
+        )
+        fc_dem = profiles.sample_step(
+            k_fd, _column(params.demand_table, col, t_next), dem_day, params.forecast_noise
+        )
+        return (
+            pv_u * params.pv_kw * dt,
+            dem_u * params.demand_kw * dt,
+            fc_pv * params.pv_kw * dt,
+            fc_dem * params.demand_kw * dt,
+        )
 
     def _sanitize_action(self, action: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         a = jnp.asarray(action, jnp.float32)
@@ -376,7 +395,7 @@ class LEMEnv(Environment):
 
     def step_env(self, key, state: LEMState, action, params: LEMParams):
         dt = self.dt_h
-        k_tie, k_gen, k_dem = jax.random.split(key, 3)
+        k_tie, k_draw = jax.random.split(key)
         a, partner = self._sanitize_action(action)
         t = state.t
         fit_t = state.fit[t]
@@ -520,8 +539,8 @@ class LEMEnv(Environment):
 
         # 8. next state and observation
         t_next = t + 1
-        gen, dem = self._draw_step(
-            k_gen, k_dem, t_next, state.col, state.pv_day, state.demand_day, params
+        gen, dem, fc_gen, fc_dem = self._draw_step(
+            k_draw, t_next, state.col, state.pv_day, state.demand_day, params
         )
         own_price = jnp.where(
             matched > 0, jnp.abs(payment) / jnp.maximum(matched - loss, _EPS), state.last_own_price
@@ -537,6 +556,8 @@ class LEMEnv(Environment):
             energy=new_energy,
             gen=gen,
             demand=dem,
+            forecast_gen=fc_gen,
+            forecast_demand=fc_dem,
             last_price=res.clearing_price,
             last_volume=volume,
             last_matched=matched,
@@ -588,16 +609,7 @@ class LEMEnv(Environment):
         hour = (t.astype(jnp.float32) * dt) % 24.0
         size = (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * dt + _EPS
         pmax = params.max_price
-        fc_pv = _column(params.pv_table, state.col, t_next) * state.pv_day * params.pv_kw * dt
-        fc_dem = (
-            _column(params.demand_table, state.col, t_next)
-            * state.demand_day
-            * params.demand_kw
-            * dt
-        )
         n = self.num_agents
-        # forecast noise is a fixed function of the state so obs stay deterministic per state
-        noise = jnp.sin(jnp.arange(n) * 12.9898 + state.t * 78.233) * params.forecast_noise
         cap = jnp.maximum(params.bat_kwh, _EPS)
         has_bat = params.bat_kwh > 0
         ones = jnp.ones((n,))
@@ -607,8 +619,8 @@ class LEMEnv(Environment):
             ones * state.t / t_len,
             state.gen / size,
             state.demand / size,
-            fc_pv * (1 + noise) / size,
-            fc_dem * (1 - noise) / size,
+            state.forecast_gen / size,
+            state.forecast_demand / size,
             (state.gen + params.disp_kw * dt - state.demand) / size,
             jnp.where(has_bat, state.energy / cap, 0.0),
             jnp.where(has_bat, (params.soc_max * params.bat_kwh - state.energy) / size, 0.0),
