@@ -9,7 +9,7 @@ def _make_lem(scenario: str | None = None, **kwargs):
     from jaxlem import scenarios
     from jaxlem.envs.lem import LEMEnv
 
-    if scenario is not None:
+    if scenario:
         return scenarios.make_env(scenario, **kwargs)
     return LEMEnv(**kwargs)
 

@@ -45,7 +45,7 @@ def step(
     e_hi = soc_max * capacity_kwh
     energy = jnp.clip(energy, e_lo, e_hi)
     limit = jnp.maximum(power_kw * dt_h, 0.0)
-    req = jnp.where(jnp.isfinite(request_kwh), request_kwh, 0.0)
+    req = jnp.where(jnp.isnan(request_kwh), 0.0, request_kwh)  # +-inf is clipped below
     charge = jnp.clip(jnp.minimum(jnp.maximum(req, 0.0), limit), 0.0, None)
     charge = jnp.minimum(charge, jnp.maximum(e_hi - energy, 0.0) / eta_c)
     discharge = jnp.clip(jnp.minimum(jnp.maximum(-req, 0.0), limit), 0.0, None)

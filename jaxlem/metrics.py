@@ -35,6 +35,8 @@ def concentration_ratio(values: jax.Array, k: int, axis: int = -1) -> jax.Array:
 def gini(values: jax.Array, axis: int = -1) -> jax.Array:
     """Gini coefficient via sorted ranks (O(N log N)); shifted so negative profits are allowed."""
     v = jnp.moveaxis(values, axis, -1)
+    if v.shape[-1] == 0:
+        return jnp.zeros(v.shape[:-1], v.dtype)
     v = v - jnp.minimum(jnp.min(v, axis=-1, keepdims=True), 0.0)
     v = jnp.sort(v, axis=-1)
     n = v.shape[-1]
@@ -51,6 +53,8 @@ def volatility(prices: jax.Array, axis: int = -1) -> jax.Array:
 def peak_to_average(series: jax.Array, axis: int = -1) -> jax.Array:
     """Peak-to-average ratio of a (non-negative) series, e.g. community net import."""
     s = jnp.maximum(series, 0.0)
+    if s.shape[axis] == 0:
+        return jnp.zeros(jnp.sum(s, axis=axis).shape, s.dtype)
     return _safe_div(jnp.max(s, axis=axis), jnp.mean(s, axis=axis))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from jaxlem.market import pricing
 from jaxlem.market.clearing import _community, _prepare, _segments
 
-COLUMNS = ("stage", "buyer", "seller", "quantity", "price")
+COLUMNS = ("stage", "buyer", "seller", "quantity", "price", "loss", "fee")
 
 
 def trade_log(
@@ -33,9 +33,12 @@ def trade_log(
     key=None,
     reputation=None,
     partner=None,
+    pair_terms=None,
 ) -> dict[str, np.ndarray]:
     """Every matched pair of the book, as NumPy columns ``stage`` ('partner', 'auction' or
-    'community'), ``buyer``, ``seller`` (agent indices), ``quantity`` and ``price``."""
+    'community'), ``buyer``, ``seller`` (agent indices), ``quantity`` (energy sent), ``price``,
+    ``loss`` (energy lost in transit) and ``fee`` (network fee, both sides together) from the
+    same ``pair_terms`` hook as ``clear``; the buyer pays ``price * (quantity - loss)``."""
     b = _prepare(
         bid_price,
         quantity,
@@ -48,7 +51,7 @@ def trade_log(
         key,
         reputation,
         partner,
-        None,
+        pair_terms,
     )
     rows: list[tuple] = []
     price, is_buy_np = np.asarray(b.price), np.asarray(b.is_buy)
@@ -91,9 +94,21 @@ def trade_log(
                     float(seg["price"][s]),
                 )
             )
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in COLUMNS]
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in COLUMNS[:5]]
     dtypes = (object, np.int64, np.int64, np.float64, np.float64)
-    return {c: np.asarray(v, dtype=d) for c, v, d in zip(COLUMNS, cols, dtypes, strict=True)}
+    log = {c: np.asarray(v, dtype=d) for c, v, d in zip(COLUMNS, cols, dtypes, strict=False)}
+    lossf = rate = np.zeros_like(log["quantity"])
+    if pair_terms is not None and len(log["quantity"]):
+        pool = log["stage"] == "community"  # clear prices the community rules buyer vs pool
+        seller = np.where(pool, -1, log["seller"])
+        lossf, rate = (
+            np.clip(np.nan_to_num(np.asarray(v, np.float64)), 0.0, None)
+            for v in pair_terms(log["buyer"], seller)
+        )
+        lossf = np.minimum(lossf, 1.0)
+    log["loss"] = log["quantity"] * lossf
+    log["fee"] = rate * (log["quantity"] - log["loss"])
+    return log
 
 
 def to_csv(log: dict[str, np.ndarray], path: str | os.PathLike) -> None:
