@@ -134,7 +134,11 @@ def plot(rows: list[dict], hw: dict, path: Path) -> None:
         ax.loglog(ns, t0 * (ns / n0), "k:", lw=1, label="∝ N")
     ax.set_xlabel("agents N")
     ax.set_ylabel("time per batched step (s)")
-    ax.set_title(f"lem-v0 step time, {hw['device']} ({hw['backend']}), jax {hw['jax']}", fontsize=9)
+    where = hw["cpu"] if hw["backend"] == "cpu" else hw["device"]
+    ax.set_title(
+        f"lem-v0 step time: {where}, {hw['cpu_count']} cores, {hw['backend']}, jax {hw['jax']}",
+        fontsize=8,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
