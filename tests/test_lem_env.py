@@ -285,9 +285,9 @@ def test_dispatchable_unsold_energy_is_not_produced():
     np.testing.assert_allclose(info["dso_sold_kwh"][0], 0.0, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "rule", ["pay_as_bid", "pay_as_ask", "nash", "proportional_surplus", "uniform", "bill_sharing"]
-)
+# average, mmr (conformance), k_double and sdr (losses) run in the env elsewhere; every rule is
+# checked against the NumPy reference in test_clearing.py.
+@pytest.mark.parametrize("rule", ["pay_as_ask", "proportional_surplus", "bill_sharing"])
 def test_every_rule_steps_in_the_env(rule):
     env = LEMEnv(num_agents=5, num_steps=4, rule=rule)
     out = run(env, jax.random.PRNGKey(0), env.default_params, 1.0, 0.1)
