@@ -1,0 +1,218 @@
+"""Bundled cases, MATPOWER ``.m`` files, pandapower networks and generated topologies.
+
+Bundled (``load_case``): case5 (PJM 5-bus), case14, case30, case118 (MATPOWER), case33bw
+(Baran-Wu feeder) and ieee34 (positive-sequence IEEE 34-node feeder); see data/ for sources and
+licences. Generated (``make_topology``): mesh (complete graph), ring, line, star and random
+radial trees of any size, with one supply point at bus 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from jaxlem.grid.network import Network, build_network
+
+BUNDLED = ("case5", "case14", "case30", "case118", "case33bw", "ieee34")
+TOPOLOGIES = ("mesh", "ring", "line", "star", "radial")
+
+
+def _from_schema(d: dict, dtype=None) -> Network:
+    buses, gens, branches = d["bus"], d["gen"], d["branch"]
+    refs = [b["id"] for b in buses if b["type"] == "ref"]
+    if len(refs) != 1:
+        raise ValueError(f"{d.get('name', 'case')}: ref bus: found {len(refs)}; allowed: exactly 1")
+    return build_network(
+        bus_load_mw=[b["pd_mw"] for b in buses],
+        branch_from=[br["from"] for br in branches],
+        branch_to=[br["to"] for br in branches],
+        branch_x=[br["x_pu"] for br in branches],
+        branch_limit_mw=[np.inf if br["rate_a_mw"] is None else br["rate_a_mw"] for br in branches],
+        branch_length_km=[br.get("length_km", np.nan) for br in branches],
+        gen_bus=[g["bus"] for g in gens],
+        gen_pmin_mw=[g["pmin_mw"] for g in gens],
+        gen_pmax_mw=[g["pmax_mw"] for g in gens],
+        gen_c2=[g["cost"]["c2"] for g in gens],
+        gen_c1=[g["cost"]["c1"] for g in gens],
+        gen_c0=[g["cost"]["c0"] for g in gens],
+        ref_bus=refs[0],
+        base_mva=d["base_mva"],
+        name=d["name"],
+        dtype=dtype,
+    )
+
+
+def load_case(name: str, dtype=None) -> Network:
+    """One of the bundled cases by name (``BUNDLED``)."""
+    if name not in BUNDLED:
+        raise ValueError(f"case: got {name!r}; allowed: one of {', '.join(BUNDLED)}")
+    text = resources.files("jaxlem.grid").joinpath("data", f"{name}.json").read_text()
+    return _from_schema(json.loads(text), dtype)
+
+
+def _matrix(text: str, field: str) -> np.ndarray | None:
+    m = re.search(rf"mpc\.{field}\s*=\s*\[(.*?)\]\s*;", text, re.S)
+    if m is None:
+        return None
+    rows = []
+    for line in m.group(1).splitlines():
+        line = line.split("%", 1)[0].strip().rstrip(";").strip()
+        if line:
+            rows.append([float(v) for v in line.replace(",", " ").split()])
+    return np.array(rows, np.float64)
+
+
+def read_matpower(path: str | Path, dtype=None) -> Network:
+    """A MATPOWER case file (version 2): bus, gen, branch and polynomial gencost matrices.
+
+    Out-of-service generators and branches are dropped; RATE_A = 0 means unlimited; bus numbers
+    are mapped to 0-based ids in file order.
+    """
+    text = Path(path).read_text()
+    name = Path(path).stem
+    base = re.search(r"mpc\.baseMVA\s*=\s*([0-9.eE+-]+)", text)
+    bus, gen, branch = (_matrix(text, f) for f in ("bus", "gen", "branch"))
+    cost = _matrix(text, "gencost")
+    for field, mat in (("bus", bus), ("gen", gen), ("branch", branch), ("gencost", cost)):
+        if mat is None or mat.size == 0:
+            raise ValueError(f"{name}: mpc.{field}: not found or empty in {path}")
+    ids = {int(b): i for i, b in enumerate(bus[:, 0])}
+    refs = np.flatnonzero(bus[:, 1] == 3)
+    if len(refs) != 1:
+        raise ValueError(f"{name}: ref bus (BUS_TYPE 3): found {len(refs)}; allowed: exactly 1")
+
+    def bus_id(v, what):
+        if int(v) not in ids:
+            raise ValueError(f"{name}: {what}: bus {int(v)} not in mpc.bus")
+        return ids[int(v)]
+
+    on_g = gen[:, 7] > 0
+    on_b = branch[:, 10] > 0
+    if np.any(cost[:, 0] != 2):
+        raise ValueError(f"{name}: gencost: only polynomial costs (MODEL 2) are supported")
+    coef = np.zeros((len(cost), 3))
+    for i, row in enumerate(cost):
+        n = int(row[3])
+        c = row[4 : 4 + n][::-1]  # ascending powers
+        coef[i, : min(n, 3)] = c[:3]
+    g, br = gen[on_g], branch[on_b]
+    rate = br[:, 5]
+    return build_network(
+        bus_load_mw=bus[:, 2],
+        branch_from=[bus_id(v, f"branch {i} from") for i, v in enumerate(br[:, 0])],
+        branch_to=[bus_id(v, f"branch {i} to") for i, v in enumerate(br[:, 1])],
+        branch_x=br[:, 3],
+        branch_limit_mw=np.where(rate > 0, rate, np.inf),
+        gen_bus=[bus_id(v, f"generator {i}") for i, v in enumerate(g[:, 0])],
+        gen_pmin_mw=g[:, 9],
+        gen_pmax_mw=g[:, 8],
+        gen_c0=coef[on_g, 0],
+        gen_c1=coef[on_g, 1],
+        gen_c2=coef[on_g, 2],
+        ref_bus=int(refs[0]),
+        base_mva=float(base.group(1)) if base else 100.0,
+        name=name,
+        dtype=dtype,
+    )
+
+
+def from_pandapower(net, dtype=None) -> Network:
+    """A pandapower network (optional extra ``pandapower``), via its MATPOWER-style ppc."""
+    try:
+        from pandapower.converter import to_ppc
+    except ImportError as e:  # pragma: no cover - optional
+        raise ImportError("from_pandapower needs pandapower: pip install jaxlem[pandapower]") from e
+    ppc = to_ppc(net, init="flat")
+    bus, gen, branch, cost = ppc["bus"], ppc["gen"], ppc["branch"], ppc["gencost"]
+    coef = np.zeros((len(gen), 3))
+    for i, row in enumerate(cost[: len(gen)]):
+        n = int(row[3])
+        coef[i, : min(n, 3)] = row[4 : 4 + n][::-1][:3]
+    rate = branch[:, 5].real
+    return build_network(
+        bus_load_mw=bus[:, 2].real,
+        branch_from=branch[:, 0].real.astype(int),
+        branch_to=branch[:, 1].real.astype(int),
+        branch_x=branch[:, 3].real,
+        branch_limit_mw=np.where(rate > 0, rate, np.inf),
+        gen_bus=gen[:, 0].real.astype(int),
+        gen_pmin_mw=gen[:, 9].real,
+        gen_pmax_mw=gen[:, 8].real,
+        gen_c0=coef[:, 0],
+        gen_c1=coef[:, 1],
+        gen_c2=coef[:, 2],
+        ref_bus=int(np.flatnonzero(bus[:, 1] == 3)[0]),
+        base_mva=float(ppc["baseMVA"]),
+        name="pandapower",
+        dtype=dtype,
+    )
+
+
+def make_topology(
+    kind: str,
+    num_buses: int,
+    *,
+    seed: int = 0,
+    x_pu: float = 0.01,
+    length_km: float = 1.0,
+    limit_mw: float = np.inf,
+    supply_mw: float = 1e3,
+    supply_cost: float = 50.0,
+    dtype=None,
+) -> Network:
+    """A generated network: ``mesh`` (complete graph), ``ring``, ``line``, ``star`` (hub at bus
+    0) or ``radial`` (random tree, each new bus attached to a uniformly chosen earlier one).
+    Every branch has reactance ``x_pu`` and length ``length_km``; one supply point at bus 0."""
+    if kind not in TOPOLOGIES:
+        raise ValueError(f"topology: got {kind!r}; allowed: one of {', '.join(TOPOLOGIES)}")
+    if not isinstance(num_buses, int) or num_buses < 2:
+        raise ValueError(f"num_buses: got {num_buses!r}; allowed: an integer >= 2")
+    n = num_buses
+    if kind == "line":
+        edges = [(i, i + 1) for i in range(n - 1)]
+    elif kind == "ring":
+        edges = [(i, (i + 1) % n) for i in range(n)] if n > 2 else [(0, 1)]
+    elif kind == "star":
+        edges = [(0, i) for i in range(1, n)]
+    elif kind == "mesh":
+        edges = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    else:
+        rng = np.random.default_rng(seed)
+        edges = [(int(rng.integers(0, i)), i) for i in range(1, n)]
+    frm, to = np.array(edges).T
+    nl = len(edges)
+    return build_network(
+        bus_load_mw=np.zeros(n),
+        branch_from=frm,
+        branch_to=to,
+        branch_x=np.full(nl, x_pu),
+        branch_limit_mw=np.full(nl, limit_mw),
+        branch_length_km=np.full(nl, length_km),
+        gen_bus=[0],
+        gen_pmin_mw=[-supply_mw],
+        gen_pmax_mw=[supply_mw],
+        gen_c1=[supply_cost],
+        ref_bus=0,
+        name=f"{kind}{n}",
+        dtype=dtype,
+    )
+
+
+def distance_km(net: Network, default_length_km: float = 1.0) -> np.ndarray:
+    """Shortest-path distances [B, B] along branches (NumPy, outside jit); branches of unknown
+    length count ``default_length_km``. Floyd-Warshall: fine up to a few thousand buses."""
+    nb = net.num_buses
+    length = np.asarray(net.branch_length_km, np.float64)
+    length = np.where(np.isfinite(length), length, default_length_km)
+    d = np.full((nb, nb), np.inf)
+    np.fill_diagonal(d, 0.0)
+    frm, to = np.asarray(net.branch_from), np.asarray(net.branch_to)
+    np.minimum.at(d, (frm, to), length)
+    np.minimum.at(d, (to, frm), length)
+    for k in range(nb):
+        d = np.minimum(d, d[:, k : k + 1] + d[k : k + 1, :])
+    return d

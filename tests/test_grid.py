@@ -1,0 +1,302 @@
+"""Networks: bundled cases, PTDF against an independent B-theta solve, validation, MATPOWER,
+topologies; DC-OPF and SCED against SciPy HiGHS (reference_opf) on random instances."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from reference_opf import dcopf_highs
+
+from jaxlem.grid import (
+    BUNDLED,
+    TOPOLOGIES,
+    build_network,
+    distance_km,
+    load_case,
+    make_topology,
+    read_matpower,
+    solve_dcopf,
+    solve_sced,
+)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_cases_and_ptdf(name):
+    net = load_case(name)
+    assert net.ptdf.shape == (net.num_branches, net.num_buses)
+    assert net.gen_incidence.shape == (net.num_buses, net.num_gens)
+    # PTDF flows equal the B-theta solution for a random balanced injection (NumPy, float64)
+    rng = np.random.default_rng(0)
+    inj = rng.normal(size=net.num_buses)
+    inj[net.ref_bus] -= inj.sum()
+    frm, to = np.asarray(net.branch_from), np.asarray(net.branch_to)
+    x = np.asarray(net.branch_x, np.float64)
+    nb = net.num_buses
+    bbus = np.zeros((nb, nb))
+    for f, t, xx in zip(frm, to, x, strict=True):
+        bbus[f, f] += 1 / xx
+        bbus[t, t] += 1 / xx
+        bbus[f, t] -= 1 / xx
+        bbus[t, f] -= 1 / xx
+    keep = np.arange(nb) != net.ref_bus
+    theta = np.zeros(nb)
+    theta[keep] = np.linalg.solve(bbus[np.ix_(keep, keep)], inj[keep])
+    flow_ref = (theta[frm] - theta[to]) / x
+    flow = np.asarray(net.ptdf, np.float64) @ inj
+    scale = 1 + np.abs(flow_ref).max()
+    np.testing.assert_allclose(flow, flow_ref, atol=1e-4 * scale)
+
+
+def test_case5_data():
+    net = load_case("case5")
+    np.testing.assert_allclose(net.gen_c1, [14, 15, 30, 40, 10])
+    np.testing.assert_allclose(net.gen_pmax_mw, [40, 170, 520, 200, 600])
+    assert net.ref_bus == 3
+    lim = np.asarray(net.branch_limit_mw)
+    assert lim[0] == 400 and lim[5] == 240 and np.isinf(lim[1:5]).all()
+
+
+def _line(**over):
+    kw = dict(
+        bus_load_mw=[0, 10, 5],
+        branch_from=[0, 1],
+        branch_to=[1, 2],
+        branch_x=[0.1, 0.1],
+        gen_bus=[0],
+        gen_pmin_mw=[0],
+        gen_pmax_mw=[100],
+        gen_c1=[10],
+    )
+    kw.update(over)
+    return build_network(**kw)
+
+
+@pytest.mark.parametrize(
+    ("over", "pattern"),
+    [
+        (dict(branch_from=[0], branch_to=[1], branch_x=[0.1]), "disconnected graph: bus 2"),
+        (dict(branch_x=[0.1, 0.0]), r"branch 1 \(1-2\): reactance x = 0.0"),
+        (dict(branch_x=[-0.1, 0.1]), r"branch 0 \(0-1\): reactance x = -0.1"),
+        (dict(branch_to=[1, 7]), "branch 1: to bus 7 out of range"),
+        (dict(gen_bus=[5]), "generator 0: bus 5 out of range"),
+        (dict(gen_pmin_mw=[50], gen_pmax_mw=[10]), "generator 0: Pmin = 50.0 > Pmax = 10.0"),
+        (dict(ref_bus=3), "ref_bus: got 3"),
+        (dict(branch_to=[1, 1]), "self-loop"),
+    ],
+)
+def test_bad_network_data(over, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        _line(**over)
+
+
+def test_no_reference_bus(tmp_path):
+    text = MATPOWER_CASE5.replace("4\t3\t400", "4\t2\t400")
+    path = tmp_path / "noref.m"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="ref bus"):
+        read_matpower(path)
+
+
+MATPOWER_CASE5 = """function mpc = case5
+mpc.version = '2';
+mpc.baseMVA = 100;
+%% bus data
+mpc.bus = [
+\t1\t2\t0\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t2\t1\t300\t98.61\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t3\t2\t300\t98.61\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t4\t3\t400\t131.47\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+\t5\t2\t0\t0\t0\t0\t1\t1\t0\t230\t1\t1.1\t0.9;
+];
+mpc.gen = [
+\t1\t40\t0\t30\t-30\t1\t100\t1\t40\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0;
+\t1\t170\t0\t127.5\t-127.5\t1\t100\t1\t170\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0;
+\t3\t323.49\t0\t390\t-390\t1\t100\t1\t520\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0;
+\t4\t0\t0\t150\t-150\t1\t100\t1\t200\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0;
+\t5\t466.51\t0\t450\t-450\t1\t100\t1\t600\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0\t0;
+];
+mpc.branch = [
+\t1\t2\t0.00281\t0.0281\t0.00712\t400\t400\t400\t0\t0\t1\t-360\t360;
+\t1\t4\t0.00304\t0.0304\t0.00658\t0\t0\t0\t0\t0\t1\t-360\t360;
+\t1\t5\t0.00064\t0.0064\t0.03126\t0\t0\t0\t0\t0\t1\t-360\t360;
+\t2\t3\t0.00108\t0.0108\t0.01852\t0\t0\t0\t0\t0\t1\t-360\t360;
+\t3\t4\t0.00297\t0.0297\t0.00674\t0\t0\t0\t0\t0\t1\t-360\t360;
+\t4\t5\t0.00297\t0.0297\t0.00674\t240\t240\t240\t0\t0\t1\t-360\t360;
+];
+mpc.gencost = [
+\t2\t0\t0\t2\t14\t0;
+\t2\t0\t0\t2\t15\t0;
+\t2\t0\t0\t2\t30\t0;
+\t2\t0\t0\t2\t40\t0;
+\t2\t0\t0\t2\t10\t0;
+];
+"""
+
+
+def test_read_matpower_matches_bundled(tmp_path):
+    path = tmp_path / "case5.m"
+    path.write_text(MATPOWER_CASE5)
+    a, b = read_matpower(path), load_case("case5")
+    for field in ("bus_load_mw", "branch_x", "branch_limit_mw", "gen_c1", "gen_pmax_mw", "ptdf"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-6)
+    assert a.ref_bus == b.ref_bus
+
+
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+def test_topologies(kind):
+    net = make_topology(kind, 7, seed=3, length_km=0.5)
+    expected = {"mesh": 21, "ring": 7, "line": 6, "star": 6, "radial": 6}[kind]
+    assert net.num_branches == expected and net.num_buses == 7
+    d = distance_km(net)
+    assert np.all(np.isfinite(d)) and np.allclose(d, d.T) and np.all(np.diag(d) == 0)
+    if kind == "line":
+        np.testing.assert_allclose(d, 0.5 * np.abs(np.arange(7)[:, None] - np.arange(7)))
+    with pytest.raises(ValueError, match="topology: got 'grid'"):
+        make_topology("grid", 4)
+
+
+def test_ieee34_distances_use_lengths():
+    net = load_case("ieee34")
+    d = distance_km(net)
+    assert np.all(np.isfinite(d)) and d.max() > 50  # the feeder is ~57 km long end to end
+
+
+# --------------------------------------------------------------------------------- DC-OPF
+def _linear(name):
+    net = load_case(name)
+    return net.replace(gen_c2=jnp.zeros_like(net.gen_c2))
+
+
+def _compare(sol, ref, *, rel, lmp_abs, mw_abs, unique=True):
+    """Cost, LMPs and (where unique) dispatch against HiGHS. When load is shed, every shedding
+    bus prices at VOLL and the split of shed among them is not unique: total shed is compared,
+    and LMPs (which then reach thousands of $/MWh) relative to their size."""
+    obj_scale = 1 + abs(ref["objective"])
+    assert abs(float(sol.objective) - ref["objective"]) <= rel * obj_scale
+    lmp, lref = np.asarray(sol.lmp, np.float64), ref["lmp"]
+    shedding = ref["shed"].sum() > 1e-6
+    if shedding:  # float32 duals are accurate relative to the largest price (VOLL) in play
+        lmp_abs = max(lmp_abs, 1e-5 * np.abs(lref).max())
+    np.testing.assert_allclose(lmp, lref, rtol=max(rel, 5e-5) if shedding else rel, atol=lmp_abs)
+    np.testing.assert_allclose(float(np.sum(sol.shed)), ref["shed"].sum(), atol=mw_abs)
+    if unique and not shedding:
+        np.testing.assert_allclose(sol.p_gen, ref["p_gen"], rtol=rel, atol=mw_abs)
+        np.testing.assert_allclose(sol.shed, ref["shed"], atol=mw_abs)
+
+
+@pytest.fixture(scope="module")
+def case5_instances():
+    """200 random load profiles on case5, half with tightened lines."""
+    rng = np.random.default_rng(1)
+    net = load_case("case5")
+    base = np.asarray(net.bus_load_mw, np.float64)
+    loads = base * rng.uniform(0.3, 1.4, size=(200, 5))
+    lims = np.tile(np.asarray(net.branch_limit_mw, np.float64), (200, 1))
+    tight = rng.random(200) < 0.5
+    lims[tight, 0] = rng.uniform(100, 400, tight.sum())
+    lims[tight, 5] = rng.uniform(80, 240, tight.sum())
+    lims[tight, 2] = np.where(
+        rng.random(tight.sum()) < 0.5, rng.uniform(150, 400, tight.sum()), np.inf
+    )
+    return net, loads, lims
+
+
+def test_dcopf_case5_float64_matches_highs(case5_instances):
+    net0, loads, lims = case5_instances
+    with jax.enable_x64(True):
+        net = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            net0,
+        )
+        solve = jax.jit(jax.vmap(lambda ld, lm: solve_dcopf(net, ld, line_limit_mw=lm)))
+        sols = jax.tree_util.tree_map(np.asarray, solve(jnp.asarray(loads), jnp.asarray(lims)))
+    assert sols.converged.all()
+    for i in range(len(loads)):
+        ref = dcopf_highs(net0, loads[i], line_limit_mw=lims[i])
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], sols)
+        _compare(one, ref, rel=1e-4, lmp_abs=1e-4, mw_abs=1e-3)
+
+
+def test_dcopf_case5_float32_matches_highs(case5_instances):
+    net, loads, lims = case5_instances
+    solve = jax.jit(jax.vmap(lambda ld, lm: solve_dcopf(net, ld, line_limit_mw=lm)))
+    sols = jax.tree_util.tree_map(
+        np.asarray, solve(jnp.asarray(loads, jnp.float32), jnp.asarray(lims, jnp.float32))
+    )
+    assert sols.converged.all()
+    for i in range(len(loads)):
+        ref = dcopf_highs(net, loads[i], line_limit_mw=lims[i])
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], sols)
+        _compare(one, ref, rel=1e-4, lmp_abs=1e-2, mw_abs=0.1)
+
+
+def test_shed_and_curtail_exactly_when_needed():
+    net = load_case("case5")
+    net = net.replace_limits(np.full(net.num_branches, np.inf))  # copper plate: no congestion
+    total = float(np.sum(net.gen_pmax_mw))
+    ok = solve_dcopf(net)
+    assert float(ok.shed.sum()) < 1e-3 and float(ok.curtail.sum()) < 1e-3
+    short = solve_dcopf(net, net.bus_load_mw * (total + 300.0) / float(net.bus_load_mw.sum()))
+    np.testing.assert_allclose(float(short.shed.sum()), 300.0, rtol=1e-3)
+    assert float(short.lmp.max()) > 1000  # at the value of lost load
+    must_run = net.replace(gen_pmin_mw=net.gen_pmax_mw * 0.9)
+    over = solve_dcopf(must_run, net.bus_load_mw * 0.5)
+    assert float(over.curtail.sum()) > 1.0 and float(over.shed.sum()) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["case14", "case30", "case118"])
+def test_dcopf_linear_cases_cost_and_lmp(name):
+    """Linear-cost LPs: dispatch may be non-unique (equal costs), so cost and LMPs are checked."""
+    net = _linear(name)
+    with jax.enable_x64(True):
+        net64 = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            net,
+        )
+        sol = jax.jit(lambda n: solve_dcopf(n, iters=60))(net64)
+        sol = jax.tree_util.tree_map(np.asarray, sol)
+    ref = dcopf_highs(net, np.asarray(net.bus_load_mw))
+    assert bool(sol.converged)
+    _compare(sol, ref, rel=1e-4, lmp_abs=1e-3, mw_abs=1e-2, unique=False)
+
+
+# ---------------------------------------------------------------------------------- SCED
+def test_sced_case5_random_offers_match_highs():
+    net = load_case("case5")
+    rng = np.random.default_rng(2)
+    base = np.asarray(net.bus_load_mw, np.float64)
+    cost = np.asarray(net.gen_c1, np.float64)
+    pmin, pmax = np.asarray(net.gen_pmin_mw), np.asarray(net.gen_pmax_mw)
+    n = 50
+    prices = cost[None, :, None] * (1 + 2 * np.sort(rng.random((n, 5, 3)), axis=-1))
+    mw = np.broadcast_to(((pmax - pmin) / 3)[None, :, None], (n, 5, 3)).copy()
+    loads = base * rng.uniform(0.4, 1.3, size=(n, 5))
+    with jax.enable_x64(True):
+        net64 = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+            net,
+        )
+        solve = jax.jit(jax.vmap(lambda ld, p, q: solve_sced(net64, ld, p, q, pmin_mw=pmin)))
+        sols = jax.tree_util.tree_map(np.asarray, solve(loads, prices, mw))
+    assert sols.converged.all()
+    for i in range(n):
+        ref = dcopf_highs(net, loads[i], offers=(prices[i], mw[i], pmin))
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], sols)
+        _compare(one, ref, rel=1e-4, lmp_abs=1e-3, mw_abs=1e-2)
+
+
+def test_sced_price_responsive_demand():
+    """A demand block valued above the marginal offer is served; one valued below is not."""
+    net = load_case("case5")
+    price = jnp.asarray(net.gen_c1)[:, None] * jnp.ones((1, 1))
+    mw = jnp.asarray(net.gen_pmax_mw)[:, None]
+    sol = solve_sced(
+        net,
+        net.bus_load_mw,
+        price,
+        mw,
+        demand_bus=jnp.array([1, 2]),
+        demand_price=jnp.array([1000.0, 1.0]),
+        demand_mw=jnp.array([50.0, 50.0]),
+    )
+    assert float(sol.demand_mw[0]) > 49.9 and float(sol.demand_mw[1]) < 0.1
