@@ -51,6 +51,7 @@ def _dispatch(
     spill_cost,
     iters,
     regularization,
+    tol=None,
 ):
     """Build and solve the dispatch QP; returns (QP solution, scaled-unit helpers)."""
     dtype = net.ptdf.dtype
@@ -86,10 +87,14 @@ def _dispatch(
         h=jnp.concatenate([h_up, h_dn]),
         lb=jnp.concatenate([var_lo / base, jnp.zeros((2 * nb,), dtype)]),
         ub=jnp.concatenate(
-            [var_hi / base, jnp.maximum(fixed_load_mw, 0.0) / base, jnp.full((nb,), jnp.inf, dtype)]
+            [
+                var_hi / base,
+                jnp.where(fixed_load_mw > 0, fixed_load_mw, 0.0) / base,
+                jnp.full((nb,), jnp.inf, dtype),
+            ]
         ),
     )
-    sol = solve_qp(qp, iters=iters)
+    sol = solve_qp(qp, iters=iters, tol=tol)
     x = sol.x
     inj_pu = inj_map @ x + fixed
     flow = net.ptdf @ inj_pu * base
@@ -110,6 +115,7 @@ def solve_dcopf(
     voll: float | jax.Array = DEFAULT_VOLL,
     spill_cost: float | jax.Array = DEFAULT_VOLL,
     iters: int = 40,
+    tol: float | None = None,
     regularization: float = 0.0,
 ) -> DispatchSolution:
     """Least-cost dispatch of the network's generators (cost c2 P^2 + c1 P + c0) for ``load_mw``
@@ -131,6 +137,7 @@ def solve_dcopf(
         spill_cost,
         iters,
         regularization,
+        tol,
     )
     objective = (
         jnp.sum(net.gen_c2 * p**2 + net.gen_c1 * p + net.gen_c0)
@@ -163,6 +170,7 @@ def solve_sced(
     voll: float | jax.Array = DEFAULT_VOLL,
     spill_cost: float | jax.Array = DEFAULT_VOLL,
     iters: int = 40,
+    tol: float | None = None,
     regularization: float = 0.0,
 ) -> DispatchSolution:
     """Network-constrained economic dispatch of piecewise offers.
@@ -206,6 +214,7 @@ def solve_sced(
         spill_cost,
         iters,
         regularization,
+        tol,
     )
     blocks = v[: ng * nk].reshape(ng, nk)
     served = v[ng * nk :]

@@ -16,6 +16,8 @@ Bound constraints are handled as diagonals (no dense rows), which keeps one iter
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -45,6 +47,7 @@ class QPSolution:
     objective: jax.Array
     converged: jax.Array  # bool
     residual: jax.Array  # max of relative primal, dual residual and gap
+    slack: jax.Array  # [mi] h - Gx at the solution (>= 0)
 
 
 @struct.dataclass
@@ -73,11 +76,88 @@ def solve_qp(
     iters: int = 40,
     tol: float | None = None,
     reg: float | None = None,
+    temperature: float = 0.0,
 ) -> QPSolution:
-    """Solve one QP (vmap for a batch). ``iters`` is a fixed budget (static)."""
+    """Solve one QP (vmap for a batch). ``iters`` is a fixed budget (static).
+
+    Reverse-mode derivatives of every output (primal, duals, objective) with respect to every
+    QP array come from implicit differentiation of the KKT conditions at the solution
+    (``jax.custom_vjp``), not from unrolling the iterations. ``temperature`` > 0 smooths them:
+    slacks and duals are both raised by it in the KKT matrix, so the gradients of a degenerate LP
+    see constraints that are almost active instead of jumping between vertices.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend: got {backend!r}; allowed: one of {', '.join(BACKENDS)}")
+    return _solve(qp, iters, tol, reg, float(temperature))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _solve(qp, iters, tol, reg, temperature):
     return _ipm(qp, iters, tol, reg)
+
+
+def _solve_fwd(qp, iters, tol, reg, temperature):
+    sol = _ipm(qp, iters, tol, reg)
+    return sol, (qp, sol)
+
+
+def _solve_bwd(iters, tol, reg, temperature, res, g):
+    """VJP by the implicit function theorem on F(x, z_f, y) = 0 (OptNet form):
+
+    F1 = Qx + c + A'y + G_f'z_f,  F2 = diag(z_f)(G_f x - h_f),  F3 = Ax - b,
+    with the bounds as rows of G_f = [G; -I; I], h_f = [h; -lb; ub]. Solve K' lam = w_bar and
+    theta_bar = -lam' dF/dtheta.
+    """
+    qp, sol = res
+    dtype = qp.c.dtype
+    n, me, mi = qp.c.shape[0], qp.b.shape[0], qp.h.shape[0]
+    has_lb, has_ub = jnp.isfinite(qp.lb), jnp.isfinite(qp.ub)
+    x, y = sol.x, sol.y
+    eye = jnp.eye(n, dtype=dtype)
+    g_f = jnp.concatenate([qp.G, -eye, eye])
+    z_f = jnp.concatenate([sol.z, sol.z_lb, sol.z_ub])
+    slack_f = jnp.concatenate(
+        [
+            sol.slack,
+            jnp.where(has_lb, x - jnp.where(has_lb, qp.lb, 0.0), 1.0),
+            jnp.where(has_ub, jnp.where(has_ub, qp.ub, 0.0) - x, 1.0),
+        ]
+    )
+    active_row = jnp.concatenate([jnp.ones((mi,), bool), has_lb, has_ub])
+    tiny = 10 * jnp.finfo(dtype).eps
+    z_k = jnp.where(active_row, z_f + temperature, 0.0)
+    s_k = jnp.where(active_row, jnp.maximum(slack_f, 0.0) + temperature + tiny, 1.0)
+    m_f = g_f.shape[0]
+    k = jnp.block(
+        [
+            [qp.Q, g_f.T, qp.A.T],
+            [z_k[:, None] * g_f, -jnp.diag(s_k), jnp.zeros((m_f, me), dtype)],
+            [qp.A, jnp.zeros((me, m_f), dtype), -tiny * jnp.eye(me, dtype=dtype)],
+        ]
+    )
+    # the objective 1/2 x'Qx + c'x: direct partials plus its dependence through x
+    o_bar = g.objective
+    x_bar = g.x + o_bar * (qp.Q @ x + qp.c)
+    zf_bar = jnp.concatenate([g.z, g.z_lb, g.z_ub]) * active_row
+    w_bar = jnp.concatenate([x_bar, zf_bar, g.y])
+    lam = jnp.linalg.solve(k.T, w_bar)
+    l1, l2, l3 = lam[:n], lam[n : n + m_f], lam[n + m_f :]
+    hf_bar = l2 * z_k
+    q_bar = -0.5 * (jnp.outer(l1, x) + jnp.outer(x, l1)) + 0.5 * o_bar * jnp.outer(x, x)
+    qp_bar = QP(
+        Q=q_bar,
+        c=-l1 + o_bar * x,
+        A=-(jnp.outer(y, l1) + jnp.outer(l3, x)),
+        b=l3,
+        G=-(jnp.outer(sol.z, l1) + jnp.outer(hf_bar[:mi], x)),
+        h=hf_bar[:mi],
+        lb=jnp.where(has_lb, -hf_bar[mi : mi + n], 0.0),
+        ub=jnp.where(has_ub, hf_bar[mi + n :], 0.0),
+    )
+    return (qp_bar,)
+
+
+_solve.defvjp(_solve_fwd, _solve_bwd)
 
 
 def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
@@ -231,4 +311,5 @@ def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
         objective=obj,
         converged=e < 10 * tol,
         residual=e,
+        slack=st.s,
     )
