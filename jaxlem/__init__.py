@@ -14,6 +14,13 @@ def _make_lem(scenario: str | None = None, **kwargs):
     return LEMEnv(**kwargs)
 
 
+def _make_gencos(**kwargs):
+    from jaxlem.envs.gencos import GencosEnv
+
+    return GencosEnv(**kwargs)
+
+
 register("lem-v0", _make_lem)
+register("gencos-v0", _make_gencos)
 
 __all__ = ["__version__", "make", "register", "registered_envs"]

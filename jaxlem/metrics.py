@@ -92,3 +92,27 @@ def lem_episode_kpis(info: dict, reward: jax.Array) -> dict[str, jax.Array]:
         "curtailment_kwh": jnp.sum(info["curtail_kwh"]),
         "battery_throughput_kwh": jnp.sum(info["battery_throughput_kwh"]),
     }
+
+
+def gencos_episode_kpis(info: dict, reward: jax.Array, planner_info: dict) -> dict:
+    """GenCos KPIs (DOMAIN.md 2) from infos stacked on a leading time axis [T, ...].
+
+    ``planner_info`` is the same episode (same loads) under truthful bids: the welfare reference.
+    """
+    p = info["p_gen"]
+    return {
+        "profit": jnp.sum(info["profit"], axis=0),
+        "mean_return": jnp.mean(jnp.sum(reward, axis=0)),
+        "welfare_ratio": _safe_div(jnp.sum(info["welfare"]), jnp.sum(planner_info["welfare"])),
+        "price_volatility": volatility(info["system_lmp"]),
+        "mean_system_lmp": jnp.mean(info["system_lmp"]),
+        "dispatch_share": jnp.mean(shares(p), axis=0),
+        "hhi_dispatch": jnp.mean(hhi(p)),
+        "ramp_binding_rate": jnp.mean(info["ramp_binding"]),
+        "shed_mwh": jnp.sum(info["shed_mw"]),
+    }
+
+
+def exploitability_proxy(best_response_profit: jax.Array, profit: jax.Array) -> jax.Array:
+    """max_i [BR_i(pi_-i) - pi_i]: how much the best single deviator could gain."""
+    return jnp.max(best_response_profit - profit)

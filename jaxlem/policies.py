@@ -86,3 +86,63 @@ BASELINES: dict[str, Policy] = {
     "rule_based_battery": rule_based_battery,
     "dso_only": dso_only,
 }
+
+
+# ----------------------------------------------------------------------------- gencos-v0
+# An action [G, K] in [-1, 1] maps to sorted markups (a + 1)/2 in [0, 1] (see envs/gencos.py).
+
+
+def markup_action(markup, num_units: int = 5, num_blocks: int = 3) -> jax.Array:
+    """The action that offers every block of every unit at ``markup`` in [0, 1]."""
+    m = jnp.broadcast_to(jnp.asarray(markup, jnp.float32), (num_units, num_blocks))
+    return 2.0 * m - 1.0
+
+
+def truthful(key, obs, env, params):
+    """Offer at true marginal cost (markup 0): the planner's reference."""
+    return markup_action(0.0, env.num_agents, env.num_blocks)
+
+
+def fixed_markup(markup: float):
+    """A policy offering every block at one fixed markup in [0, 1]."""
+    return lambda key, obs, env, params: markup_action(markup, env.num_agents, env.num_blocks)
+
+
+def random_markup(key, obs, env, params):
+    """Markups drawn uniformly in [0, 1] per block."""
+    return jax.random.uniform(key, (env.num_agents, env.num_blocks), minval=-1.0, maxval=1.0)
+
+
+def best_response(env, params, state, action, grid: int = 11):
+    """Myopic best response of every unit to the others' ``action`` [G, K] at ``state``.
+
+    Each unit tries every uniform markup on a grid of ``grid`` levels in [0, 1] while the others
+    keep their action; all G x grid candidate markets are cleared in one vmapped call. Returns
+    (best action [G, K], best immediate profit [G], the profit of ``action`` itself [G]).
+    """
+    g, k = env.num_agents, env.num_blocks
+    levels = jnp.linspace(0.0, 1.0, grid)
+
+    def profit_of(a):
+        _, price = env.offers(a, params)
+        sol, _ = env._clear(params, price, state.p_prev, state.load_next)
+        lmp = sol.lmp[params.network.gen_bus]
+        return (lmp - params.cost) * sol.p_gen * env.dt_h
+
+    def candidate(unit, level):
+        a = action.at[unit].set(2.0 * level - 1.0)
+        return profit_of(a)[unit]
+
+    units = jnp.repeat(jnp.arange(g), grid)
+    lv = jnp.tile(levels, g)
+    prof = jax.vmap(candidate)(units, lv).reshape(g, grid)
+    best = jnp.argmax(prof, axis=1)
+    best_action = jnp.broadcast_to((2.0 * levels[best] - 1.0)[:, None], (g, k))
+    return best_action, jnp.max(prof, axis=1), profit_of(action)
+
+
+GENCOS_BASELINES: dict[str, Policy] = {
+    "truthful": truthful,
+    "fixed_markup_0.5": fixed_markup(0.5),
+    "random_markup": random_markup,
+}

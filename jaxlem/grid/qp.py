@@ -45,7 +45,9 @@ class QPSolution:
     z_lb: jax.Array  # lower-bound duals [n] (>= 0, 0 where no bound)
     z_ub: jax.Array  # upper-bound duals [n]
     objective: jax.Array
-    converged: jax.Array  # bool
+    # relative KKT residual < 1e-3 in float32 (whose floor on degenerate LPs is ~1e-4), or
+    # < 100 tol in float64: flags a failed solve, not the last digits
+    converged: jax.Array
     residual: jax.Array  # max of relative primal, dual residual and gap
     slack: jax.Array  # [mi] h - Gx at the solution (>= 0)
 
@@ -309,7 +311,7 @@ def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
         z_lb=st.zl * fl,
         z_ub=st.zu * fu,
         objective=obj,
-        converged=e < 10 * tol,
+        converged=e < (1e-3 if eps > 1e-10 else 100 * tol),
         residual=e,
         slack=st.s,
     )
