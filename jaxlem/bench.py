@@ -69,7 +69,8 @@ def make_runner(env, num_batch: int, steps: int):
 def bench_one(env_id: str, n: int, b: int, steps: int, repeats: int, seed: int = 0) -> dict:
     import jaxlem
 
-    env = jaxlem.make(env_id, num_agents=n)
+    env = jaxlem.make(env_id, num_agents=n) if env_id == "lem-v0" else jaxlem.make(env_id)
+    n = env.num_agents  # envs with a fixed agent count (gencos-v0: 5) ignore --agents
     key = jax.random.PRNGKey(seed)
     params = env.sample_params(key, b)
     keys = jax.random.split(key, b)
