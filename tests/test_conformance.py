@@ -18,6 +18,7 @@ CONFIGS = {
             use_reputation=True,
             global_obs=True,
         ),
+        dict(num_agents=6, num_steps=6, grid_mode="dcopf"),
     ],
 }
 

@@ -303,3 +303,26 @@ def test_scenario_bank_vmaps_and_differs():
         jax.random.split(jax.random.PRNGKey(1), 16), bank
     )
     assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(out[1]))
+
+
+ENV_DC = LEMEnv(
+    num_agents=12,
+    num_steps=24,
+    grid_mode="dcopf",
+    population=Population(prosumer_frac=0.8, pv_kw=(5.0, 15.0), battery_frac=0.5),
+)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**31 - 1), line_kw=st.floats(5.0, 200.0), scale=st.sampled_from([1.0, 1e3])
+)
+def test_invariants_dcopf(seed, line_kw, scale):
+    """DC-OPF redispatch on the IEEE 34-node feeder: accounting invariants hold and no line is
+    loaded beyond its limit after curtailment/shedding."""
+    env = ENV_DC
+    params = env.make_params(jax.random.PRNGKey(seed % 1000), line_limit_kw=np.float32(line_kw))
+    i = check_invariants(env, params, run(env, jax.random.PRNGKey(seed), params, scale, 0.0))
+    assert np.all(i["line_loading"] <= 1.0 + 2e-3), "line limit after redispatch"
+    assert np.all(np.isfinite(i["lmp"]))
+    assert i["opf_converged"].mean() >= 0.9

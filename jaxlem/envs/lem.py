@@ -33,10 +33,11 @@ from jaxlem import battery, profiles
 from jaxlem.envs import population as pop
 from jaxlem.envs.base import Environment
 from jaxlem.envs.spaces import Box
+from jaxlem.grid import Network, distance_km, load_case, solve_dcopf
 from jaxlem.market import clear, dso, pricing
 from jaxlem.market.dso import KWH_PER_MWH
 
-GRID_MODES = ("none", "capacity", "losses")
+GRID_MODES = ("none", "capacity", "losses", "dcopf")
 TARIFFS = ("tou", "fixed")
 BASE_OBS_DIM = 20
 GLOBAL_OBS_DIM = 4
@@ -101,6 +102,10 @@ class LEMParams:
     reward_scale: jax.Array
     coop_alpha: jax.Array
     terminal_soc_value: jax.Array  # currency/MWh of stored energy at the end
+    # grid_mode='dcopf': the feeder, a uniform line limit and the DSO's redispatch costs
+    network: Network | None = None
+    line_limit_kw: jax.Array | None = None
+    curtail_cost: jax.Array | None = None  # currency/MWh paid to curtail an export
 
 
 @struct.dataclass
@@ -121,6 +126,7 @@ class LEMState:
     last_matched: jax.Array  # [N] own last P2P energy, kWh
     last_own_price: jax.Array  # [N] own last average P2P price
     reputation: jax.Array  # [N] in [0, 1]
+    lmp: jax.Array | None = None  # [M] last LMPs, currency/MWh (grid_mode='dcopf')
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ class LEMEnv(Environment):
     population: pop.Population = field(default_factory=pop.Population)
     scenario: str = ""  # preset name (jaxlem.scenarios); "" = agents drawn from ``population``
     tariff: str = "tou"  # "tou": random time-of-use blocks per reset; "fixed": params profiles
+    grid_case: str = "ieee34"  # feeder of grid_mode='dcopf' (a bundled case)
 
     def __post_init__(self):
         from jaxlem import checks
@@ -166,9 +173,11 @@ class LEMEnv(Environment):
 
     def make_params(self, key: jax.Array, **overrides) -> LEMParams:
         """Params with agents drawn from ``population`` by ``key``; keyword overrides, validated."""
-        base = pop.sample(key, self.num_agents, self.population)
+        base = self._spread_nodes(pop.sample(key, self.num_agents, self.population), overrides)
         values = {**self._global_defaults(), **base, **overrides}
-        params = LEMParams(**{k: jnp.asarray(v) for k, v in values.items()})
+        params = LEMParams(
+            **{k: v if isinstance(v, Network) else jnp.asarray(v) for k, v in values.items()}
+        )
         self.check_params(params)
         return params
 
@@ -179,8 +188,14 @@ class LEMEnv(Environment):
             return super().sample_params(key, num)
         keys = jax.random.split(key, num)
         base = jax.vmap(lambda k: pop.sample(k, self.num_agents, self.population))(keys)
+        base = self._spread_nodes(base, {})
         scal = self._global_defaults()
-        bank = {k: jnp.broadcast_to(jnp.asarray(v), (num, *np.shape(v))) for k, v in scal.items()}
+        bank = {
+            k: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (num, *jnp.shape(a))), v)
+            if isinstance(v, Network)
+            else jnp.broadcast_to(jnp.asarray(v), (num, *np.shape(v)))
+            for k, v in scal.items()
+        }
         params = LEMParams(**{**bank, **base})
         self.check_params(params)
         return params
@@ -188,6 +203,8 @@ class LEMEnv(Environment):
     def _global_defaults(self) -> dict:
         t, dt = self.num_steps, self.dt_h
         f32 = np.float32
+        dc = self.grid_mode == "dcopf"
+        net = self._feeder() if dc else None
         fit0, util0 = (
             np.asarray(v, f32)
             for v in profiles.tou_tariff(jax.random.PRNGKey(0), t, dt, 30.0, 300.0, 0.05, 0.0)
@@ -219,11 +236,32 @@ class LEMEnv(Environment):
             export_limit_kw_total=f32(np.inf),
             feeder_limit_kw=np.full((self.num_feeders,), np.inf, f32),
             p2p_limit_kw=f32(np.inf),
-            node_distance_km=np.zeros((1, 1), f32),
+            node_distance_km=np.zeros((1, 1), f32) if not dc else distance_km(net).astype(f32),
             reward_scale=f32(1.0),
             coop_alpha=f32(0.0),
             terminal_soc_value=f32(0.0),
+            **(dict(network=net, line_limit_kw=f32(np.inf), curtail_cost=f32(10.0)) if dc else {}),
         )
+
+    def _feeder(self) -> Network:
+        """The dcopf feeder: bundled case, loads zeroed (the agents are the load), supply point
+        able to take reverse flow."""
+        net = load_case(self.grid_case)
+        return net.replace(
+            bus_load_mw=jnp.zeros_like(net.bus_load_mw),
+            gen_pmin_mw=-jnp.maximum(net.gen_pmax_mw, 0.0),
+        )
+
+    def _spread_nodes(self, base: dict, overrides: dict) -> dict:
+        """dcopf: agents spread over the feeder's buses other than the supply point."""
+        if self.grid_mode != "dcopf" or "node" in overrides:
+            return base
+        nb = load_case(self.grid_case).num_buses
+        node = 1 + np.arange(self.num_agents) % max(nb - 1, 1)
+        return {
+            **base,
+            "node": jnp.broadcast_to(jnp.asarray(node, jnp.int32), np.shape(base["node"])),
+        }
 
     def check_params(self, params: LEMParams) -> None:
         """Reject bad numbers in Python with a ValueError naming field, value and allowed range."""
@@ -291,6 +329,9 @@ class LEMEnv(Environment):
         checks.check_range("node_distance_km", p.node_distance_km, 0.0, np.inf, hi_open=True)
         checks.check_range("reward_scale", p.reward_scale, 0.0, np.inf, lo_open=True, hi_open=True)
         checks.check_range("coop_alpha", p.coop_alpha, 0.0, 1.0)
+        if self.grid_mode == "dcopf":
+            checks.check_range("line_limit_kw", p.line_limit_kw, 0.0, np.inf, lo_open=True)
+            checks.check_range("curtail_cost", p.curtail_cost, 0.0, np.inf, hi_open=True)
 
     # ---------------------------------------------------------------- spaces
     @property
@@ -353,6 +394,7 @@ class LEMEnv(Environment):
             last_matched=jnp.zeros((n,)),
             last_own_price=jnp.full((n,), mid),
             reputation=jnp.full((n,), 0.5),
+            lmp=None if params.network is None else jnp.full((params.network.num_buses,), mid),
         )
         state = jax.tree_util.tree_map(lambda x: x.astype(_float_or_int(x)), state)
         return self._obs(state, params, jnp.zeros(()), jnp.ones(())), state
@@ -423,6 +465,10 @@ class LEMEnv(Environment):
         shed = jnp.zeros_like(x)
         if self.grid_mode == "capacity":
             curtail, shed = self._capacity_limits(x - curtail, curtail, params)
+        grid_info, lmp = {}, None
+        if self.grid_mode == "dcopf":
+            c_dc, s_dc, lmp, grid_info = self._redispatch(x - curtail, util_base, params)
+            curtail, shed = curtail + c_dc, shed + s_dc
         x = x - curtail + shed
         community_import = jnp.maximum(-jnp.sum(x), 0.0)
         util_t = dso.dynamic_utility_price(
@@ -450,7 +496,7 @@ class LEMEnv(Environment):
             key=k_tie,
             reputation=state.reputation if self.use_reputation else None,
             partner=partner,
-            pair_terms=self._pair_terms(params),
+            pair_terms=self._pair_terms(params, lmp),
         )
         matched, payment, loss, fee = res.matched_qty, res.payment, res.loss, res.fee
         if self.grid_mode == "capacity":
@@ -535,6 +581,7 @@ class LEMEnv(Environment):
             "battery_throughput_kwh": jnp.sum(bat.throughput),
             "fit": fit_t,
             "utility": util_t,
+            **grid_info,
         }
 
         # 8. next state and observation
@@ -563,6 +610,7 @@ class LEMEnv(Environment):
             last_matched=matched,
             last_own_price=own_price,
             reputation=jnp.clip(rep, 0.0, 1.0),
+            lmp=lmp,
         )
         obs = self._obs(state, params, jnp.sum(x), res.supply / jnp.maximum(res.demand, _EPS))
         return obs, state, reward, last, info
@@ -587,8 +635,9 @@ class LEMEnv(Environment):
         )
         return curtail + c1 + c2, s1 + s2
 
-    def _pair_terms(self, params: LEMParams):
-        """Distance-based loss fraction (grid_mode='losses', capped) and network fee per pair."""
+    def _pair_terms(self, params: LEMParams, lmp=None):
+        """Distance-based loss fraction (grid_mode='losses', capped) and network fee per pair;
+        under 'dcopf' the fee adds the LMP difference buyer bus - seller bus (when positive)."""
         losses = self.grid_mode == "losses"
 
         def terms(buyer, seller):
@@ -596,9 +645,51 @@ class LEMEnv(Environment):
             ns = jnp.where(seller >= 0, params.node[jnp.maximum(seller, 0)], 0)
             d = params.node_distance_km[nb, ns]
             lossf = jnp.minimum(params.loss_cap, params.loss_per_km * d) if losses else 0.0 * d
-            return lossf, params.p2p_fee + params.p2p_fee_per_km * d
+            fee = params.p2p_fee + params.p2p_fee_per_km * d
+            if lmp is not None:
+                fee = fee + jnp.maximum(lmp[nb] - lmp[ns], 0.0)
+            return lossf, fee
 
         return terms
+
+    def _redispatch(self, x, utility, params: LEMParams):
+        """grid_mode='dcopf': the agents' net positions [N] (kWh per step) are injections on
+        their buses; a DC-OPF in which the supply point buys at the utility price keeps line
+        flows within limits, curtailing exports (``curtail_cost``) or shedding imports
+        (``shed_penalty``) where it must. Returns per-agent (curtail, shed) kWh, LMPs and KPIs.
+        P2P trades are financial, so the physical injections are the same before and after
+        the market; the redispatch therefore runs before clearing. The DC model ignores
+        resistance (a coarse model on r/x > 1 feeders)."""
+        net = params.network
+        m = net.num_buses
+        scale = 1.0 / (self.dt_h * KWH_PER_MWH)  # kWh per step -> MW
+        inj_mw = jax.ops.segment_sum(x, params.node, num_segments=m) * scale
+        limit = jnp.minimum(net.branch_limit_mw, params.line_limit_kw / KWH_PER_MWH)
+        supply = net.replace(gen_c1=jnp.broadcast_to(utility, net.gen_c1.shape))
+        sol = solve_dcopf(
+            supply,
+            -inj_mw,
+            line_limit_mw=limit,
+            voll=params.shed_penalty,
+            spill_cost=params.curtail_cost,
+            iters=40,
+        )
+        to_kwh = 1.0 / scale
+        curtail = dso.pro_rata_cut_grouped(
+            jnp.maximum(x, 0.0), sol.curtail * to_kwh, params.node, m
+        )
+        shed = dso.pro_rata_cut_grouped(jnp.maximum(-x, 0.0), sol.shed * to_kwh, params.node, m)
+        finite = jnp.isfinite(limit)
+        loading = jnp.where(finite, jnp.abs(sol.flow) / jnp.where(finite, limit, 1.0), 0.0)
+        info = {
+            "lmp": sol.lmp,
+            "line_loading": loading,
+            "congested": jnp.any(loading >= 0.999),
+            "grid_curtail_kwh": jnp.sum(curtail),
+            "grid_shed_kwh": jnp.sum(shed),
+            "opf_converged": sol.converged,
+        }
+        return curtail, shed, sol.lmp, info
 
     def _obs(self, state: LEMState, params: LEMParams, net_x, sd_ratio) -> jax.Array:
         """Per-agent observation [N, obs_dim], each feature of order one."""
