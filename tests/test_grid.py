@@ -369,8 +369,8 @@ def test_linear_lp_objective_gradient_is_the_lmp():
     with jax.enable_x64(True):
         net = _f64(load_case("case5"))
         load0 = net.bus_load_mw * 0.9
-        sol = solve_dcopf(net, load0, iters=60)
-        g = jax.grad(lambda ld: solve_dcopf(net, ld, iters=60).objective)(load0)
+        sol = jax.jit(lambda ld: solve_dcopf(net, ld, iters=60))(load0)
+        g = jax.jit(jax.grad(lambda ld: solve_dcopf(net, ld, iters=60).objective))(load0)
         np.testing.assert_allclose(g, sol.lmp, rtol=1e-7)
         ref = dcopf_highs(net, np.asarray(load0))
         np.testing.assert_allclose(g, ref["lmp"], rtol=1e-5)
