@@ -45,9 +45,7 @@ def run_baselines(
 
         def episode(k, p, policy=policy):
             rewards, infos = rollout(env, policy, k, p)
-            return metrics.lem_episode_kpis(infos, rewards), jax.tree_util.tree_map(
-                lambda x: x, {k: infos[k] for k in _TRACE_KEYS}
-            )
+            return metrics.lem_episode_kpis(infos, rewards), {k: infos[k] for k in _TRACE_KEYS}
 
         kpis, trace = jax.block_until_ready(jax.jit(jax.vmap(episode))(keys, params_bank))
         dt = time.perf_counter() - t0

@@ -304,14 +304,13 @@ class GencosEnv(Environment):
             "load_mw": jnp.sum(load),
             "converged": sol.converged,
         }
-        k_load = key
         t_next = t + 1
         state = state.replace(
             t=t_next.astype(jnp.int32),
             p_prev=p,
             last_profit=profit,
             lmp_hist=jnp.concatenate([state.lmp_hist[1:], mean_lmp[None]]),
-            load_next=self._load(k_load, t_next, state.day, state.col, params),
+            load_next=self._load(key, t_next, state.day, state.col, params),
         )
         return self._obs(state, params), state, reward, last, info
 

@@ -53,7 +53,7 @@ def _dispatch(
     regularization,
     tol=None,
 ):
-    """Build and solve the dispatch QP; returns (QP solution, scaled-unit helpers)."""
+    """Build and solve the dispatch QP; returns (QP solution, dispatch, shed, spill, flow, LMP)."""
     dtype = net.ptdf.dtype
     base = net.base_mva
     nb, nl = net.num_buses, net.num_branches
@@ -104,7 +104,7 @@ def _dispatch(
     # (a bus without load has a fixed shed variable whose bound duals are not unique: skip it)
     shed_bound = jnp.where(fixed_load_mw > 0, sol.z_ub[nv : nv + nb], 0.0)
     lmp = (-sol.y[0] - net.ptdf.T @ mu - shed_bound) * cs / base
-    return sol, x[:nv] * base, x[nv : nv + nb] * base, x[nv + nb :] * base, flow, lmp, cs
+    return sol, x[:nv] * base, x[nv : nv + nb] * base, x[nv + nb :] * base, flow, lmp
 
 
 def solve_dcopf(
@@ -122,7 +122,7 @@ def solve_dcopf(
     [B] (default: the network's loads) under the branch limits (or ``line_limit_mw`` [L])."""
     net = network
     load = net.bus_load_mw if load_mw is None else jnp.asarray(load_mw, net.ptdf.dtype)
-    sol, p, shed, spill, flow, lmp, cs = _dispatch(
+    sol, p, shed, spill, flow, lmp = _dispatch(
         net,
         -load,
         load,
@@ -199,7 +199,7 @@ def solve_sced(
         c1 = jnp.concatenate([c1, -jnp.asarray(demand_price, dtype)])
         hi = jnp.concatenate([hi, jnp.maximum(jnp.asarray(demand_mw, dtype), 0.0)])
     lo = jnp.zeros_like(hi)
-    sol, v, shed, spill, flow, lmp, cs = _dispatch(
+    sol, v, shed, spill, flow, lmp = _dispatch(
         net,
         fixed,
         load,
