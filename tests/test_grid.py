@@ -9,6 +9,7 @@ from reference_opf import dcopf_highs
 
 from jaxlem.grid import (
     BUNDLED,
+    QP,
     TOPOLOGIES,
     build_network,
     distance_km,
@@ -16,6 +17,7 @@ from jaxlem.grid import (
     make_topology,
     read_matpower,
     solve_dcopf,
+    solve_qp,
     solve_sced,
 )
 
@@ -400,3 +402,57 @@ def test_welfare_gradient_through_sced_in_vmap_and_jit():
     grads = jax.jit(jax.vmap(jax.grad(welfare)))(markups, loads)
     assert grads.shape == (3, 5, 1) and bool(jnp.all(jnp.isfinite(grads)))
     assert float(jnp.abs(grads).sum()) > 0
+
+
+def test_diagonal_and_dense_q_paths_agree():
+    """The normal-equations path (Q given as its diagonal) and the dense-KKT path solve the same
+    random bounded QPs with equality and inequality rows to the same solution (float64)."""
+    rng = np.random.default_rng(7)
+    with jax.enable_x64(True):
+        solve_diag = jax.jit(lambda qp: solve_qp(qp, iters=60))
+        solve_dense = jax.jit(lambda qp: solve_qp(qp.replace(Q=jnp.diag(qp.Q)), iters=60))
+        for _ in range(20):
+            n, me, mi = 8, 2, 5
+            x_feas = rng.uniform(-1, 1, n)
+            a = rng.normal(size=(me, n))
+            g = rng.normal(size=(mi, n))
+            q = rng.uniform(0, 2, n) * (rng.random(n) < 0.5)  # LP in some coordinates
+            lb = np.where(rng.random(n) < 0.7, x_feas - rng.uniform(0.1, 1, n), -np.inf)
+            ub = np.where(rng.random(n) < 0.7, x_feas + rng.uniform(0.1, 1, n), np.inf)
+            lb[~np.isfinite(lb) & ~np.isfinite(ub)] = -2.0  # bounded below where no box
+            qp = QP(
+                Q=jnp.asarray(q),
+                c=jnp.asarray(rng.normal(size=n)),
+                A=jnp.asarray(a),
+                b=jnp.asarray(a @ x_feas),
+                G=jnp.asarray(g),
+                h=jnp.asarray(g @ x_feas + rng.uniform(0, 0.5, mi)),
+                lb=jnp.asarray(lb),
+                ub=jnp.asarray(ub),
+            )
+            diag, dense = solve_diag(qp), solve_dense(qp)
+            assert bool(diag.converged) and bool(dense.converged)
+            np.testing.assert_allclose(diag.objective, dense.objective, rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(diag.x, dense.x, atol=1e-4)
+            assert np.all(np.asarray(g @ np.asarray(diag.x)) <= np.asarray(qp.h) + 1e-6)
+
+
+def test_only_monitored_branches_become_rows():
+    net = load_case("case5")
+    assert net.monitored == (0, 5)  # the two rated branches of the PJM case
+    free = net.replace_limits(np.full(net.num_branches, np.inf))
+    assert free.monitored == ()
+    assert jax.jit(lambda lim: net.replace_limits(lim).branch_limit_mw)(
+        jnp.ones(net.num_branches)
+    ).shape == (net.num_branches,)
+    traced = []
+    jax.jit(lambda lim: traced.append(net.replace_limits(lim).monitored) or lim)(
+        jnp.ones(net.num_branches)
+    )
+    assert traced == [None]  # traced limits: every branch is monitored
+    # tightening an unrated branch through replace_limits makes it bind
+    lim = np.asarray(net.branch_limit_mw).copy()
+    lim[2] = 50.0
+    sol = solve_dcopf(net.replace_limits(lim))
+    assert abs(float(sol.flow[2])) <= 50.0 + 0.05
+    assert abs(float(solve_dcopf(net).flow[2])) > 50.0

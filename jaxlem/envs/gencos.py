@@ -85,7 +85,7 @@ class GencosEnv(Environment):
     num_steps: int = 48
     dt_h: float = 0.5
     num_blocks: int = 3
-    solver_iters: int = 30
+    solver_iters: int = 20  # fixed IPM budget; converges in 10-15 on case5 (bench_opf.py)
     case: str = "case5"
 
     def __post_init__(self):

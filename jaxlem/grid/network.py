@@ -43,6 +43,9 @@ class Network:
     ref_bus: int = struct.field(pytree_node=False, default=0)
     base_mva: float = struct.field(pytree_node=False, default=100.0)
     name: str = struct.field(pytree_node=False, default="network")
+    # branches whose limits the dispatch enforces (finite limits when built; None = all): only
+    # these become constraint rows, so the solver cost does not grow with unlimited branches
+    monitored: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
 
     @property
     def num_buses(self) -> int:
@@ -57,8 +60,14 @@ class Network:
         return self.gen_bus.shape[-1]
 
     def replace_limits(self, limit_mw) -> Network:
-        """The same network with other branch limits (MW; inf = unlimited)."""
-        return self.replace(branch_limit_mw=jnp.asarray(limit_mw, self.branch_x.dtype))
+        """The same network with other branch limits (MW; inf = unlimited). With traced limits
+        every branch becomes monitored."""
+        lim = jnp.asarray(limit_mw, self.branch_x.dtype)
+        try:
+            monitored = tuple(int(i) for i in np.flatnonzero(np.isfinite(np.asarray(lim))))
+        except jax.errors.TracerArrayConversionError:
+            monitored = None
+        return self.replace(branch_limit_mw=lim, monitored=monitored)
 
 
 def _connected(num_buses: int, frm: np.ndarray, to: np.ndarray) -> np.ndarray:
@@ -224,4 +233,5 @@ def build_network(
         ref_bus=int(ref_bus),
         base_mva=float(base_mva),
         name=name,
+        monitored=tuple(int(i) for i in np.flatnonzero(np.isfinite(lim))),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxlem.grid.network import Network
@@ -59,6 +60,13 @@ def _dispatch(
     nb, nl = net.num_buses, net.num_branches
     nv = var_bus.shape[0]
     lim = net.branch_limit_mw if line_limit_mw is None else jnp.asarray(line_limit_mw, dtype)
+    # constraint rows only for the monitored branches (all of them when limits are given here)
+    rows = (
+        np.asarray(net.monitored, np.int32)
+        if line_limit_mw is None and net.monitored is not None
+        else np.arange(nl)
+    )
+    lim = lim[rows]
     limited = jnp.isfinite(lim)
     cs = jnp.maximum(jnp.max(jnp.abs(var_c1)), 1.0) * base  # $/h per unit of scaled objective
 
@@ -72,14 +80,15 @@ def _dispatch(
     fixed = fixed_inj_mw / base
     a_eq = jnp.ones((1, nb), dtype) @ inj_map
     b_eq = -jnp.sum(fixed)[None]
-    flow_map = net.ptdf @ inj_map  # [L, n] flow per unit of each variable
-    flow0 = net.ptdf @ fixed
+    ptdf_rows = net.ptdf[rows]
+    flow_map = ptdf_rows @ inj_map  # [rows, n] flow per unit of each variable
+    flow0 = ptdf_rows @ fixed
     lim_pu = jnp.where(limited, lim / base, 1.0)
     g_line = jnp.where(limited[:, None], flow_map, 0.0)
     h_up = jnp.where(limited, lim_pu - flow0, 1.0)
     h_dn = jnp.where(limited, lim_pu + flow0, 1.0)
     qp = QP(
-        Q=jnp.diag(q_diag),
+        Q=q_diag,
         c=c,
         A=a_eq,
         b=b_eq,
@@ -98,12 +107,13 @@ def _dispatch(
     x = sol.x
     inj_pu = inj_map @ x + fixed
     flow = net.ptdf @ inj_pu * base
-    z_up, z_dn = sol.z[:nl], sol.z[nl:]
+    nr = rows.shape[0]
+    z_up, z_dn = sol.z[:nr], sol.z[nr:]
     mu = jnp.where(limited, z_up - z_dn, 0.0)
     # d(objective)/d(load_n): load enters b_eq, h_up, h_dn and the shed upper bound
     # (a bus without load has a fixed shed variable whose bound duals are not unique: skip it)
     shed_bound = jnp.where(fixed_load_mw > 0, sol.z_ub[nv : nv + nb], 0.0)
-    lmp = (-sol.y[0] - net.ptdf.T @ mu - shed_bound) * cs / base
+    lmp = (-sol.y[0] - ptdf_rows.T @ mu - shed_bound) * cs / base
     return sol, x[:nv] * base, x[nv : nv + nb] * base, x[nv + nb :] * base, flow, lmp
 
 

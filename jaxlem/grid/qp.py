@@ -10,8 +10,11 @@ Lagrangian ``L = f + y'(Ax - b) + z'(Gx - h) + z_ub'(x - ub) + z_lb'(lb - x)`` s
 
 Iterations freeze once the relative residuals and gap are below ``tol``, so extra iterations are
 harmless, and the best iterate seen is returned (float32 can degrade once the barrier is tiny).
-Bound constraints are handled as diagonals (no dense rows), which keeps one iteration at one dense
-(n + m_eq) LU factorisation.
+Bound constraints are handled as diagonals (no dense rows). With a diagonal ``Q`` (given as a
+vector [n], as the dispatch problems do) one iteration factorises only the (m_eq + m_ineq) normal
+equations ``C D^-1 C' + E`` (C = [A; G], D and E diagonal) by Cholesky, so the cost grows with the
+number of coupling rows, not with the number of variables; a dense ``Q`` [n, n] uses one dense
+(n + m_eq) LU factorisation per iteration.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ BACKENDS = ("ipm",)
 
 @struct.dataclass
 class QP:
-    Q: jax.Array  # [n, n] positive semidefinite
+    Q: jax.Array  # [n, n] positive semidefinite, or [n] its diagonal (the fast path)
     c: jax.Array  # [n]
     A: jax.Array  # [me, n]
     b: jax.Array  # [me]
@@ -115,6 +118,8 @@ def _solve_bwd(iters, tol, reg, temperature, res, g):
     n, me, mi = qp.c.shape[0], qp.b.shape[0], qp.h.shape[0]
     has_lb, has_ub = jnp.isfinite(qp.lb), jnp.isfinite(qp.ub)
     x, y = sol.x, sol.y
+    diag_q = qp.Q.ndim == 1
+    q_mat = jnp.diag(qp.Q) if diag_q else qp.Q
     eye = jnp.eye(n, dtype=dtype)
     g_f = jnp.concatenate([qp.G, -eye, eye])
     z_f = jnp.concatenate([sol.z, sol.z_lb, sol.z_ub])
@@ -132,14 +137,14 @@ def _solve_bwd(iters, tol, reg, temperature, res, g):
     m_f = g_f.shape[0]
     k = jnp.block(
         [
-            [qp.Q, g_f.T, qp.A.T],
+            [q_mat, g_f.T, qp.A.T],
             [z_k[:, None] * g_f, -jnp.diag(s_k), jnp.zeros((m_f, me), dtype)],
             [qp.A, jnp.zeros((me, m_f), dtype), -tiny * jnp.eye(me, dtype=dtype)],
         ]
     )
     # the objective 1/2 x'Qx + c'x: direct partials plus its dependence through x
     o_bar = g.objective
-    x_bar = g.x + o_bar * (qp.Q @ x + qp.c)
+    x_bar = g.x + o_bar * (q_mat @ x + qp.c)
     zf_bar = jnp.concatenate([g.z, g.z_lb, g.z_ub]) * active_row
     w_bar = jnp.concatenate([x_bar, zf_bar, g.y])
     lam = jnp.linalg.solve(k.T, w_bar)
@@ -147,7 +152,7 @@ def _solve_bwd(iters, tol, reg, temperature, res, g):
     hf_bar = l2 * z_k
     q_bar = -0.5 * (jnp.outer(l1, x) + jnp.outer(x, l1)) + 0.5 * o_bar * jnp.outer(x, x)
     qp_bar = QP(
-        Q=q_bar,
+        Q=jnp.diagonal(q_bar) if diag_q else q_bar,
         c=-l1 + o_bar * x,
         A=-(jnp.outer(y, l1) + jnp.outer(l3, x)),
         b=l3,
@@ -162,7 +167,7 @@ def _solve_bwd(iters, tol, reg, temperature, res, g):
 _solve.defvjp(_solve_fwd, _solve_bwd)
 
 
-def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
+def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
     dtype = qp.c.dtype
     eps = jnp.finfo(dtype).eps
     if tol is None:  # float32 reaches ~1e-6 relative (0.03 MW, 0.003 $/MWh on case5)
@@ -179,9 +184,14 @@ def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
         jnp.max(jnp.abs(qp.b), initial=0.0), jnp.max(jnp.abs(qp.h), initial=0.0)
     )
     eye_e = jnp.eye(me, dtype=dtype)
+    diag_q = qp.Q.ndim == 1
+    coupling = jnp.concatenate([qp.A, qp.G])  # [me + mi, n]
+
+    def qmul(x):
+        return qp.Q * x if diag_q else qp.Q @ x
 
     def residuals(st):
-        rd = qp.Q @ st.x + qp.c + qp.A.T @ st.y + qp.G.T @ st.z - st.zl * fl + st.zu * fu
+        rd = qmul(st.x) + qp.c + qp.A.T @ st.y + qp.G.T @ st.z - st.zl * fl + st.zu * fu
         re = qp.A @ st.x - qp.b
         ri = qp.G @ st.x + st.s - qp.h
         rl = (lb - st.x + st.sl) * fl  # lb - x + sl = 0
@@ -195,7 +205,7 @@ def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
             jnp.max(jnp.abs(re), initial=0.0),
             jnp.maximum(jnp.max(jnp.abs(ri), initial=0.0), jnp.max(jnp.abs(rl) + jnp.abs(ru))),
         )
-        obj = 0.5 * st.x @ qp.Q @ st.x + qp.c @ st.x
+        obj = 0.5 * st.x @ qmul(st.x) + qp.c @ st.x
         return jnp.maximum(
             jnp.maximum(jnp.max(jnp.abs(rd)) / scale_d, prim / scale_p),
             gap / (1.0 + jnp.abs(obj)),
@@ -213,10 +223,33 @@ def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
         g_rhs = rc / st.s - w * ri
         l_rhs = (rcl / st.sl - wl * rl) * fl
         u_rhs = (rcu / st.su - wu * ru) * fu
-        r1 = -rd + qp.G.T @ g_rhs - l_rhs + u_rhs
         r2 = -re
-        sol = jax.scipy.linalg.lu_solve(factor, jnp.concatenate([r1, r2]))
-        dx, dy = sol[:n], sol[n:]
+        if diag_q:
+            # D dx + A'dy + G'dz = r1;  A dx - reg dy = r2;  G dx - dz s/z = rc/z - ri
+            d_inv, chol = factor
+            r1 = -rd - l_rhs + u_rhs
+            if me + mi == 0:
+                dx, dy = d_inv * r1, jnp.zeros((0,), dtype)
+            else:
+                r23 = jnp.concatenate([r2, rc / st.z - ri])
+                e = jnp.concatenate([jnp.full((me,), reg, dtype), st.s / st.z])
+
+                def reduced(v1, v23):
+                    dyz = jax.scipy.linalg.cho_solve(chol, coupling @ (d_inv * v1) - v23)
+                    return d_inv * (v1 - coupling.T @ dyz), dyz
+
+                dx, dyz = reduced(r1, r23)
+                # the normal equations lose digits in float32: refine on the full system
+                for _ in range(refine):
+                    dx_c, dyz_c = reduced(
+                        r1 - dx / d_inv - coupling.T @ dyz, r23 - coupling @ dx + e * dyz
+                    )
+                    dx, dyz = dx + dx_c, dyz + dyz_c
+                dy = dyz[:me]
+        else:
+            r1 = -rd + qp.G.T @ g_rhs - l_rhs + u_rhs
+            sol = jax.scipy.linalg.lu_solve(factor, jnp.concatenate([r1, r2]))
+            dx, dy = sol[:n], sol[n:]
         ds = -ri - qp.G @ dx
         dsl = (-rl + dx) * fl
         dsu = (-ru - dx) * fu
@@ -240,9 +273,15 @@ def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
         w = st.z / st.s
         wl = st.zl / st.sl * fl
         wu = st.zu / st.su * fu
-        h = qp.Q + (qp.G.T * w) @ qp.G + jnp.diag(wl + wu) + reg * jnp.eye(n, dtype=dtype)
-        kkt = jnp.block([[h, qp.A.T], [qp.A, -reg * eye_e]])
-        factor = jax.scipy.linalg.lu_factor(kkt)
+        if diag_q:
+            d_inv = 1.0 / (qp.Q + wl + wu + reg)
+            e = jnp.concatenate([jnp.full((me,), reg, dtype), st.s / st.z])
+            normal = (coupling * d_inv) @ coupling.T + jnp.diag(e)
+            factor = (d_inv, jax.scipy.linalg.cho_factor(normal) if me + mi else None)
+        else:
+            h = qp.Q + (qp.G.T * w) @ qp.G + jnp.diag(wl + wu) + reg * jnp.eye(n, dtype=dtype)
+            kkt = jnp.block([[h, qp.A.T], [qp.A, -reg * eye_e]])
+            factor = jax.scipy.linalg.lu_factor(kkt)
         # predictor (affine scaling)
         aff = newton(st, factor, (st.s * st.z, st.sl * st.zl * fl, st.su * st.zu * fu))
         a_aff = step_len(st, aff)
@@ -296,14 +335,14 @@ def _ipm(qp: QP, iters: int, tol, reg) -> QPSolution:
         y=jnp.zeros((me,), dtype),
         z=jnp.ones((mi,), dtype),
         s=s0,
-        zl=jnp.ones((n,), dtype),
+        zl=1.0 + jnp.maximum(qp.c, 0.0) * fl,
         sl=sl0,
-        zu=jnp.ones((n,), dtype),
+        zu=1.0 + jnp.maximum(-qp.c, 0.0) * fu,
         su=su0,
         done=jnp.zeros((), bool),
     )
     (_, st, e), _ = jax.lax.scan(body, (st, st, err(st)), None, length=iters)
-    obj = 0.5 * st.x @ qp.Q @ st.x + qp.c @ st.x
+    obj = 0.5 * st.x @ qmul(st.x) + qp.c @ st.x
     return QPSolution(
         x=st.x,
         y=st.y,
