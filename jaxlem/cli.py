@@ -131,3 +131,33 @@ def baselines_main(argv: list[str] | None = None) -> None:
     )
     viz.kpi_bars(table, ["mean_agent_return", "p2p_share", "self_sufficiency"], out / "kpis.png")
     print(f"\nwrote {out}/: config.json kpis.csv summary.json episode.png kpis.png")
+
+
+def train_main() -> None:
+    """``jaxlem-train``: Hydra entry point (``configs/config.yaml``; see the README)."""
+    import hydra
+
+    @hydra.main(version_base=None, config_path="configs", config_name="config")
+    def _main(cfg) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        from jaxlem.train.job import run_job
+
+        out = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        run_job(OmegaConf.to_container(cfg, resolve=True), out)
+
+    _main()
+
+
+def eval_main(argv: list[str] | None = None) -> None:
+    """``jaxlem-eval RUN_DIR``: a trained checkpoint against the baselines on held-out scenarios."""
+    from jaxlem.train.job import evaluate_run
+
+    ap = argparse.ArgumentParser(description=eval_main.__doc__)
+    ap.add_argument("run_dir", help="a jaxlem-train run folder (config.yaml + checkpoints/)")
+    ap.add_argument("--scenarios", type=int, default=None, help="held-out scenarios")
+    args = ap.parse_args(argv)
+    evaluate_run(args.run_dir, args.scenarios)

@@ -56,3 +56,51 @@ def kpi_bars(table: dict[str, dict[str, float]], keys: list[str], path: Path) ->
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def learning_curve(rows: list[dict], path: Path) -> None:
+    """Training return per update and the periodic held-out evaluation, one line per seed."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    seeds = sorted({r["seed"] for r in rows})
+    for s in seeds:
+        rs = [r for r in rows if r["seed"] == s]
+        x = np.asarray([r["env_steps"] for r in rs], np.float64)
+        y = np.asarray([r.get("episode_return", np.nan) for r in rs], np.float64)
+        ok = np.isfinite(y) & (np.asarray([r.get("episodes", 1.0) for r in rs]) > 0)
+        (line,) = ax.plot(x[ok], y[ok], lw=1, alpha=0.8, label=f"seed {s} (training)")
+        ev = np.asarray([r.get("eval_return", np.nan) for r in rs], np.float64)
+        e_ok = np.isfinite(ev)
+        if e_ok.any():
+            ax.plot(
+                x[e_ok], ev[e_ok], "o--", ms=3, color=line.get_color(), label=f"seed {s} (eval)"
+            )
+    ax.set_xlabel("env steps (per seed)")
+    ax.set_ylabel("mean agent episode return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def gencos_episode(infos: dict[str, dict], path: Path, dt_h: float = 0.5) -> None:
+    """System LMP and total dispatch per generator over one gencos-v0 episode, per policy."""
+    fig, axes = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True)
+    for name, inf in infos.items():
+        lmp = np.asarray(inf["system_lmp"])
+        hours = np.arange(len(lmp)) * dt_h
+        axes[0].step(hours, lmp, where="post", lw=1.2, label=name)
+    axes[0].set_ylabel("load-weighted LMP ($/MWh)")
+    axes[0].legend(fontsize=7)
+    first_name = next(iter(infos))
+    p = np.asarray(infos[first_name]["p_gen"])
+    hours = np.arange(p.shape[0]) * dt_h
+    axes[1].stackplot(hours, p.T, labels=[f"G{g + 1}" for g in range(p.shape[1])], step="post")
+    axes[1].set_ylabel(f"dispatch, {first_name} (MW)")
+    axes[1].set_xlabel("hour")
+    axes[1].legend(fontsize=7, ncol=5)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,185 @@
+"""Trainer configuration: one frozen dataclass, validated in Python before anything compiles.
+
+Fields split in two: *static* ones change the compiled program (shapes, switches, the number of
+updates) and key the compile cache; *numeric* ones (learning rate, discount, clipping, loss
+weights) travel as traced arrays (``Hyper``), so a sweep over them reuses one compiled trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+from flax import struct
+
+from jaxlem import checks
+
+ALGOS = ("ippo", "mappo", "selfplay", "ctce", "sac")
+SHARING = ("shared", "type", "independent")
+DISTS = ("beta", "tanh_normal")
+ACTIVATIONS = ("tanh", "relu")
+# the seed framework's training modes, as named in the docs
+MODES = {"ctce": "CTCE", "mappo": "CTDE", "ippo": "DTDE", "selfplay": "DTDE", "sac": "DTDE"}
+
+
+@struct.dataclass
+class Hyper:
+    """Numeric hyperparameters, traced (a sweep over them does not recompile)."""
+
+    lr: jnp.ndarray
+    gamma: jnp.ndarray
+    gae_lambda: jnp.ndarray
+    clip_eps: jnp.ndarray
+    ent_coef: jnp.ndarray
+    vf_coef: jnp.ndarray
+    max_grad_norm: jnp.ndarray
+    selfplay_prob: jnp.ndarray
+    tau: jnp.ndarray
+    init_alpha: jnp.ndarray
+
+
+NUMERIC = tuple(f.name for f in dataclasses.fields(Hyper))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides the env. Defaults: IPPO on a short budget."""
+
+    algo: str = "ippo"
+    sharing: str = "shared"  # shared (agent id/type features) | type | independent
+    total_timesteps: int = 100_000  # env steps (each moves all N agents)
+    num_envs: int = 64  # scenarios stepped in parallel (the batch axis)
+    rollout_len: int = 24  # env steps per environment per update
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    dist: str = "beta"  # continuous action distribution (PPO); SAC uses tanh_normal
+    normalize_obs: bool = True
+    normalize_reward: bool = True
+    anneal_lr: bool = True
+    # numeric (traced)
+    lr: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    # evaluation inside the scan: deterministic policy on a held-out bank every eval_every updates
+    eval_every: int = 10
+    eval_envs: int = 16
+    # self-play: pool of past snapshots held in the scan state
+    pool_size: int = 8
+    snapshot_every: int = 5
+    selfplay_prob: float = 0.5  # probability that an env's opponents are the current policy
+    # centralised (CTCE): one joint policy over all agents
+    ctce_max_agents: int = 16
+    # SAC
+    buffer_size: int = 50_000  # replay rows, one per env step of one environment (all agents)
+    batch_size: int = 256
+    learning_starts: int = 1_000  # env steps before the first gradient step
+    gradient_steps: int = 1  # per env step of the whole batch
+    tau: float = 0.005
+    init_alpha: float = 0.1
+
+    def __post_init__(self):
+        checks.check_choice("algo", self.algo, ALGOS)
+        checks.check_choice("sharing", self.sharing, SHARING)
+        checks.check_choice("dist", self.dist, DISTS)
+        checks.check_choice("activation", self.activation, ACTIVATIONS)
+        for f in (
+            "total_timesteps",
+            "num_envs",
+            "rollout_len",
+            "update_epochs",
+            "num_minibatches",
+            "eval_envs",
+            "pool_size",
+            "snapshot_every",
+            "ctce_max_agents",
+            "buffer_size",
+            "batch_size",
+            "gradient_steps",
+        ):
+            checks.check_int(f, getattr(self, f), 1)
+        checks.check_int("eval_every", self.eval_every, 0)
+        checks.check_int("learning_starts", self.learning_starts, 0)
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"hidden: got {self.hidden}; allowed: one or more sizes >= 1")
+        checks.check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
+        checks.check_range("gamma", self.gamma, 0.0, 1.0)
+        checks.check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        checks.check_range("clip_eps", self.clip_eps, 0.0, 10.0, lo_open=True)
+        checks.check_range("ent_coef", self.ent_coef, 0.0, 10.0)
+        checks.check_range("vf_coef", self.vf_coef, 0.0, 100.0)
+        checks.check_range("max_grad_norm", self.max_grad_norm, 0.0, 1e6, lo_open=True)
+        checks.check_range("selfplay_prob", self.selfplay_prob, 0.0, 1.0)
+        checks.check_range("tau", self.tau, 0.0, 1.0, lo_open=True)
+        checks.check_range("init_alpha", self.init_alpha, 0.0, 100.0, lo_open=True)
+        batch = self.num_envs * self.rollout_len
+        if self.algo != "sac" and self.num_minibatches > batch:
+            raise ValueError(
+                f"num_minibatches: got {self.num_minibatches}, larger than the batch "
+                f"num_envs * rollout_len = {batch}; allowed range [1, {batch}]"
+            )
+        if self.algo == "sac" and self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"batch_size: got {self.batch_size}, larger than the replay buffer "
+                f"(buffer_size = {self.buffer_size} env steps); allowed range "
+                f"[1, {self.buffer_size}]"
+            )
+        if self.algo == "selfplay" and self.sharing != "shared":
+            raise ValueError(
+                f"sharing: got {self.sharing!r} with algo='selfplay'; allowed: 'shared' "
+                "(self-play plays one policy against its own snapshots)"
+            )
+        if self.algo == "ctce" and self.sharing != "shared":
+            raise ValueError(
+                f"sharing: got {self.sharing!r} with algo='ctce'; allowed: 'shared' "
+                "(CTCE has one joint policy)"
+            )
+
+    @property
+    def num_updates(self) -> int:
+        per_update = self.num_envs * (1 if self.algo == "sac" else self.rollout_len)
+        return max(1, self.total_timesteps // per_update)
+
+    @property
+    def env_steps_per_update(self) -> int:
+        return self.num_envs * (1 if self.algo == "sac" else self.rollout_len)
+
+    def hyper(self) -> Hyper:
+        return Hyper(**{k: jnp.asarray(getattr(self, k), jnp.float32) for k in NUMERIC})
+
+    def static(self) -> TrainConfig:
+        """The same config with the numeric fields at their defaults: the compile-cache key."""
+        base = TrainConfig()
+        return dataclasses.replace(self, **{k: getattr(base, k) for k in NUMERIC})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a plain mapping (Hydra), naming unknown fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"algo: unknown field(s) {unknown}; allowed: {sorted(names)}")
+        values = dict(values)
+        if "hidden" in values:
+            values["hidden"] = tuple(int(h) for h in values["hidden"])
+        return cls(**values)
+
+    def check_env(self, env) -> None:
+        """Checks that need the env (agent counts, action layout), still before compiling."""
+        if self.algo == "ctce" and env.num_agents > self.ctce_max_agents:
+            raise ValueError(
+                f"num_agents: got {env.num_agents} with algo='ctce'; allowed range "
+                f"[1, {self.ctce_max_agents}] (ctce_max_agents: the joint policy's input and "
+                "output grow with N; use mappo or ippo for large N)"
+            )
+        if self.algo == "sac" and getattr(env, "partner_stage", False):
+            raise ValueError(
+                "partner_stage: got True with algo='sac'; allowed: False (SAC here has "
+                "continuous actions only; use a PPO algorithm for the discrete partner head)"
+            )

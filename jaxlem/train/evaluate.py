@@ -1,0 +1,167 @@
+"""A trained policy against the scripted baselines on held-out scenarios.
+
+``as_policy(core, runner)`` turns one seed's trained state into a scripted-policy callable
+``policy(key, obs, env, params) -> action`` (deterministic: the distribution's mean/mode), so
+the trained agents and the baselines play exactly the same held-out scenarios with the same keys.
+Per-scenario KPIs come back as arrays, so comparisons can be paired (trained - baseline on the
+same scenario), which is what the standard errors of the differences use.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlem import metrics
+from jaxlem.rollout import rollout
+from jaxlem.train.ppo import agent_types
+
+
+def seed_slice(runners, i: int):
+    return jax.tree_util.tree_map(lambda x: x[i], runners)
+
+
+def as_policy(core, runner, deterministic: bool = True):
+    """A scripted-policy callable ``policy(key, obs, env, params)`` for one seed's runner."""
+
+    def policy(key, obs, env, params):
+        return trained_policy(core)(key, obs, env, params, runner)
+
+    return policy
+
+
+@functools.lru_cache(maxsize=32)
+def trained_policy(core):
+    """``policy(key, obs, env, params, runner)``: the trained state is an argument, so one
+    compiled evaluation serves every seed, checkpoint and sweep job of the same shapes."""
+
+    def policy(key, obs, env, params, runner):
+        types = agent_types(core.env, params)[None]
+        return core.policy(runner, obs[None], types, key, True)[0]
+
+    return policy
+
+
+@functools.lru_cache(maxsize=64)
+def stateless(policy):
+    """A scripted baseline in the ``(key, obs, env, params, state)`` form (state unused)."""
+    return lambda key, obs, env, params, state: policy(key, obs, env, params)
+
+
+def held_out_bank(env, num: int, seed: int = 0):
+    """Scenarios drawn from keys the training and evaluation banks never use."""
+    return env.sample_params(jax.random.PRNGKey(10_000 + seed), num)
+
+
+def _gencos_episode(env, policy, key, params):
+    """One gencos-v0 episode with the myopic best-response gain of the best deviator per step."""
+    from jaxlem import policies
+
+    key, k_reset = jax.random.split(key)
+    obs, state = env.reset(k_reset, params)
+
+    def body(carry, k):
+        obs, state = carry
+        k_act, k_step = jax.random.split(k)
+        action = policy(k_act, obs, env, params)
+        _, br_profit, profit = policies.best_response(env, params, state, action)
+        obs, state, reward, _, info = env.step(k_step, state, action, params)
+        return (obs, state), (
+            reward,
+            info["system_lmp"],
+            metrics.exploitability_proxy(br_profit, profit),
+        )
+
+    _, (reward, lmp, gain) = jax.lax.scan(body, (obs, state), jax.random.split(key, env.num_steps))
+    return {
+        "mean_agent_return": jnp.mean(jnp.sum(reward, axis=0)),
+        "mean_system_lmp": jnp.mean(lmp),
+        "price_volatility": metrics.volatility(lmp),
+        "exploitability": jnp.mean(gain),
+    }
+
+
+@functools.lru_cache(maxsize=64)
+def _kpi_fn(env, policy):
+    """jit(vmap over scenarios) of one episode's KPIs; ``policy`` in the stateful form."""
+    gencos = not hasattr(env.default_params, "agent_type")
+
+    def episode(k, p, state):
+        def pol(kk, obs, e, pp):
+            return policy(kk, obs, e, pp, state)
+
+        if gencos:
+            return _gencos_episode(env, pol, k, p)
+        rewards, infos = rollout(env, pol, k, p)
+        return metrics.lem_episode_kpis(infos, rewards)
+
+    return jax.jit(jax.vmap(episode, in_axes=(0, 0, None)))
+
+
+@functools.lru_cache(maxsize=64)
+def trace_fn(env, policy, keys: tuple[str, ...]):
+    """jit of one episode returning the info entries ``keys`` stacked over time."""
+
+    def episode(k, p, state):
+        def pol(kk, obs, e, pp):
+            return policy(kk, obs, e, pp, state)
+
+        _, infos = rollout(env, pol, k, p)
+        return {name: infos[name] for name in keys if name in infos}
+
+    return jax.jit(episode)
+
+
+def episode_kpis(env, policies: dict, bank, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per-scenario episode KPIs [num_scenarios] of each policy (same keys for every policy).
+
+    ``policies[name]`` is either a scripted policy or a pair ``(stateful_policy, state)``.
+    """
+    num = jax.tree_util.tree_leaves(bank)[0].shape[0]
+    keys = jax.random.split(jax.random.PRNGKey(seed), num)
+    out = {}
+    for name, pol in policies.items():
+        fn, state = pol if isinstance(pol, tuple) else (stateless(pol), None)
+        kpis = _kpi_fn(env, fn)(keys, bank, state)
+        out[name] = {k: np.asarray(v, np.float64) for k, v in kpis.items()}
+    return out
+
+
+def summarize(samples: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean and standard error of each KPI over its samples."""
+    row = {}
+    for k, v in samples.items():
+        v = np.asarray(v, np.float64).reshape(-1)
+        row[k] = float(v.mean())
+        row[k + "_se"] = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return row
+
+
+def compare(core, runners, env, baselines: dict, num_scenarios: int, seed: int = 0) -> dict:
+    """Trained seeds and baselines on one held-out bank.
+
+    Returns ``{"table": {policy: row}, "paired": {baseline: row}}``: rows pool seeds x scenarios;
+    ``paired`` is trained - baseline per (seed, scenario) on ``mean_agent_return``.
+    """
+    bank = held_out_bank(env, num_scenarios, seed)
+    num_seeds = jax.tree_util.tree_leaves(runners)[0].shape[0]
+    trained = [
+        episode_kpis(
+            env, {"trained": (trained_policy(core), seed_slice(runners, i))}, bank, seed + 1
+        )["trained"]
+        for i in range(num_seeds)
+    ]
+    pooled = {k: np.concatenate([t[k] for t in trained]) for k in trained[0]}
+    base = episode_kpis(env, baselines, bank, seed + 1)
+    table = {"trained": summarize(pooled)}
+    table.update({name: summarize(v) for name, v in base.items()})
+    paired = {}
+    for name, v in base.items():
+        diff = pooled["mean_agent_return"] - np.tile(v["mean_agent_return"], num_seeds)
+        row = summarize({"diff": diff})
+        row["z"] = row["diff"] / max(row["diff_se"], 1e-12)
+        paired[name] = row
+    return {"table": table, "paired": paired}

@@ -1,0 +1,219 @@
+"""One training job from a plain config mapping (what ``jaxlem-train`` composes with Hydra).
+
+``run_job(cfg, out)``: builds the env and the trainer config (validated before anything
+compiles), trains ``num_seeds`` seeds in ``num_chunks`` chunks with checkpoints, compares the
+trained policy with the scripted baselines on held-out scenarios and writes the run folder:
+``config.yaml``, ``metrics.csv``, ``summary.json``, ``comparison.csv``, figures and
+``checkpoints/``. ``evaluate_run(folder)`` reloads a finished run (``jaxlem-eval``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxlem
+from jaxlem.train import TrainConfig, checkpoint
+from jaxlem.train import evaluate as ev
+from jaxlem.train.config import MODES
+from jaxlem.train.driver import run_training, stdout_log
+
+LEM_TABLE = ("mean_agent_return", "community_cost", "p2p_share", "self_sufficiency")
+GENCOS_TABLE = ("mean_agent_return", "mean_system_lmp", "price_volatility", "exploitability")
+LEM_BASELINES = ("zero_intelligence", "rule_based_battery", "dso_only")
+
+
+def make_env(cfg: dict):
+    """The env from ``cfg['env']`` (id, kwargs) and ``cfg['scenario']['name']`` (lem presets)."""
+    env_cfg = cfg["env"]
+    kwargs = dict(env_cfg.get("kwargs") or {})
+    name = (cfg.get("scenario") or {}).get("name")
+    if name:
+        if env_cfg["id"] != "lem-v0":
+            raise ValueError(f"scenario: got {name!r} for {env_cfg['id']}; allowed: lem-v0 only")
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("num_agents",)}
+        kwargs["scenario"] = name
+    return jaxlem.make(env_cfg["id"], **kwargs)
+
+
+def make_bank(env, overrides: dict, num: int, key: int):
+    """A scenario bank with numeric ``overrides`` of params fields (validated, broadcast)."""
+    bank = env.sample_params(jax.random.PRNGKey(key), num)
+    if not overrides:
+        return bank
+    fields = set(bank.__dataclass_fields__)
+    values = {}
+    for k, v in overrides.items():
+        if k not in fields:
+            raise ValueError(f"env.params.{k}: unknown field; allowed: {sorted(fields)}")
+        cur = getattr(bank, k)
+        values[k] = jnp.broadcast_to(jnp.asarray(v, cur.dtype), cur.shape)
+    bank = bank.replace(**values)
+    env.check_params(jax.tree_util.tree_map(lambda x: x[0], bank))
+    return bank
+
+
+def baselines_for(env) -> dict:
+    from jaxlem import policies
+
+    if hasattr(env.default_params, "agent_type"):
+        return {k: policies.BASELINES[k] for k in LEM_BASELINES}
+    return dict(policies.GENCOS_BASELINES)
+
+
+def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_env(cfg)
+    config = TrainConfig.from_dict(dict(cfg["train"]))
+    config.check_env(env)
+    seed, num_seeds = int(cfg.get("seed", 0)), int(cfg.get("num_seeds", 1))
+    overrides = dict(cfg["env"].get("params") or {})
+    bank = make_bank(env, overrides, config.num_envs, seed)
+    eval_bank = make_bank(env, overrides, config.eval_envs, 5_000 + seed)
+    seeds = tuple(range(seed, seed + num_seeds))
+    log(
+        f"{cfg['env']['id']}: {env.num_agents} agents | {config.algo} ({MODES[config.algo]}, "
+        f"sharing={config.sharing}) | {config.num_updates} updates x "
+        f"{config.env_steps_per_update} env-steps | seeds {list(seeds)} | "
+        f"backend {jax.default_backend()} x{jax.device_count()}"
+    )
+    res = run_training(
+        config,
+        env,
+        seeds=seeds,
+        params=bank,
+        eval_params=eval_bank,
+        num_chunks=int(cfg.get("num_chunks", 1)),
+        out_dir=out,
+        resume=bool(cfg.get("resume", False)),
+        log=log,
+    )
+    core, runners = res["train"].core, res["runners"]
+    agent_steps = res["env_steps_per_s"] * env.num_agents
+    log(
+        f"trained in {res['wall_s']:.1f} s (first chunk incl. compile {res['first_chunk_s']:.1f} s)"
+        f" | steady state {res['env_steps_per_s']:,.0f} env-steps/s = {agent_steps:,.0f} "
+        "agent-steps/s"
+    )
+    summary = {
+        "env": cfg["env"]["id"],
+        "num_agents": env.num_agents,
+        "algo": config.algo,
+        "mode": MODES[config.algo],
+        "seeds": list(seeds),
+        "updates": res["updates"],
+        "env_steps": res["updates"] * config.env_steps_per_update * num_seeds,
+        "wall_s": res["wall_s"],
+        "first_chunk_s": res["first_chunk_s"],
+        "env_steps_per_s": res["env_steps_per_s"],
+        "agent_steps_per_s": agent_steps,
+        "hardware": _hardware(),
+    }
+    summary.update(evaluate_and_report(core, runners, env, cfg, out, res["rows"], log))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    log(f"wrote {out}/: config.yaml metrics.csv summary.json comparison.csv figures checkpoints/")
+    return summary
+
+
+def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log) -> dict:
+    """The comparison table with the baselines (printed, CSV, figures); returns it for JSON."""
+    from jaxlem import viz
+
+    lem = hasattr(env.default_params, "agent_type")
+    keys = LEM_TABLE if lem else GENCOS_TABLE
+    n = int(cfg.get("eval_scenarios", 64))
+    t0 = time.perf_counter()
+    comp = ev.compare(core, runners, env, baselines_for(env), n, int(cfg.get("seed", 0)))
+    seeds = jax.tree_util.tree_leaves(runners)[0].shape[0]
+    log(
+        f"\nheld-out comparison: {n} scenarios x {seeds} seed(s) ({time.perf_counter() - t0:.1f} s)"
+    )
+    head = f"{'policy':<20}" + "".join(f"{k:>24}" for k in keys)
+    lines = [head, "-" * len(head)]
+    for name, row in comp["table"].items():
+        lines.append(
+            f"{name:<20}" + "".join(f"{row[k]:>15.4g} ±{row[k + '_se']:<7.2g}" for k in keys)
+        )
+    lines.append("")
+    for name, row in comp["paired"].items():
+        lines.append(
+            f"trained - {name:<18} mean agent return {row['diff']:+.4f} ± {row['diff_se']:.4f} "
+            f"(paired s.e.; {row['z']:+.1f} s.e.)"
+        )
+    log("\n".join(lines))
+    with open(out / "comparison.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        cols = sorted(next(iter(comp["table"].values())))
+        w.writerow(["policy", *cols])
+        for name, row in comp["table"].items():
+            w.writerow([name, *(row[c] for c in cols)])
+    if rows:
+        viz.learning_curve(rows, out / "learning_curve.png")
+    traces = episode_traces(core, runners, env, n, int(cfg.get("seed", 0)))
+    if lem:
+        viz.lem_episode(traces, out / "episode.png", env.dt_h)
+    else:
+        viz.gencos_episode(traces, out / "episode.png", env.dt_h)
+    viz.kpi_bars(comp["table"], list(keys), out / "kpis.png")
+    return {"comparison": comp["table"], "paired_vs_baselines": comp["paired"]}
+
+
+def episode_traces(core, runners, env, n: int, seed: int) -> dict:
+    """Scenario-0 traces of the trained policy (seed 0) and the baselines, for the figures."""
+    params = jax.tree_util.tree_map(lambda x: x[0], ev.held_out_bank(env, n, seed))
+    key = jax.random.split(jax.random.PRNGKey(seed + 1), n)[0]
+    lem = hasattr(env.default_params, "agent_type")
+    keys = (
+        ("fit", "utility", "clearing_price", "p2p_volume_kwh", "soc")
+        if lem
+        else ("p_gen", "system_lmp", "lmp")
+    )
+    pols = {"trained": (ev.trained_policy(core), ev.seed_slice(runners, 0))}
+    pols.update({name: (ev.stateless(p), None) for name, p in baselines_for(env).items()})
+    out = {}
+    for name, (pol, state) in pols.items():
+        infos = ev.trace_fn(env, pol, keys)(key, params, state)
+        out[name] = {k: np.asarray(v) for k, v in infos.items()}
+    return out
+
+
+def evaluate_run(folder: str | Path, num_scenarios: int | None = None, log=stdout_log) -> dict:
+    """Reload a run folder's config and latest checkpoint and compare it with the baselines."""
+    import yaml
+
+    folder = Path(folder)
+    cfg_file = folder / "config.yaml"
+    if not cfg_file.exists():
+        raise ValueError(f"run_dir: {folder} has no config.yaml; allowed: a jaxlem-train folder")
+    cfg = yaml.safe_load(cfg_file.read_text())
+    if num_scenarios is not None:
+        cfg["eval_scenarios"] = int(num_scenarios)
+    env = make_env(cfg)
+    config = TrainConfig.from_dict(dict(cfg["train"]))
+    from jaxlem.train import make_train
+
+    seed, num_seeds = int(cfg.get("seed", 0)), int(cfg.get("num_seeds", 1))
+    bank = make_bank(env, dict(cfg["env"].get("params") or {}), config.num_envs, seed)
+    train = make_train(config, env, bank)
+    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in range(seed, seed + num_seeds)])
+    like = train.core.init(keys, train.bank, train.hyper)
+    runners, manifest = checkpoint.restore(folder / "checkpoints", like)
+    log(f"loaded {folder / 'checkpoints' / manifest['path']}")
+    out = folder / "eval"
+    out.mkdir(exist_ok=True)
+    result = evaluate_and_report(train.core, runners, env, cfg, out, None, log)
+    (out / "eval.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def _hardware() -> dict:
+    from jaxlem.bench import hardware
+
+    return hardware()

@@ -1,0 +1,188 @@
+"""Actor and critic MLPs (flax linen), action distributions (distrax) and parameter sharing.
+
+Inputs are per-agent rows ``[M, N, D]``. Parameter sharing decides how one network is applied
+across the agent axis: ``shared`` (one set of weights, agent id/type features in the input),
+``type`` (one set per agent type, selected by the type in params) or ``independent`` (one set per
+agent, vmapped over the agent axis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_ACT = {"tanh": nn.tanh, "relu": nn.relu}
+_EPS = 1e-6
+
+
+def _dense(n, scale):
+    return nn.Dense(
+        n, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros
+    )
+
+
+class MLP(nn.Module):
+    hidden: Sequence[int]
+    activation: str
+    out: int
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        for h in self.hidden:
+            x = _ACT[self.activation](_dense(h, np.sqrt(2.0))(x))
+        return _dense(self.out, self.out_scale)(x)
+
+
+@dataclass(frozen=True)
+class ActionHead:
+    """Layout of one actor's output: ``cont`` continuous dims in [low, high] and ``num_cat``
+    categorical heads of ``classes`` each (partner choice). Raw actions are floats
+    ``[cont + num_cat]`` (the categorical index stored as a float)."""
+
+    cont: int
+    low: float = -1.0
+    high: float = 1.0
+    num_cat: int = 0
+    classes: int = 1
+    kind: str = "beta"
+
+    @property
+    def out_dim(self) -> int:
+        return 2 * self.cont + self.num_cat * self.classes
+
+    @property
+    def raw_dim(self) -> int:
+        return self.cont + self.num_cat
+
+    def _split(self, out):
+        a, b = out[..., : self.cont], out[..., self.cont : 2 * self.cont]
+        logits = out[..., 2 * self.cont :].reshape(*out.shape[:-1], self.num_cat, self.classes)
+        return a, b, logits
+
+    def _cont(self, out):
+        a, b, _ = self._split(out)
+        if self.kind == "beta":
+            return distrax.Beta(nn.softplus(a) + 1.0, nn.softplus(b) + 1.0)
+        return distrax.Normal(a, jnp.exp(jnp.clip(b, -5.0, 2.0)))
+
+    def sample(self, out, key):
+        k1, k2 = jax.random.split(key)
+        u = self._cont(out).sample(seed=k1)
+        if self.kind == "beta":
+            u = jnp.clip(u, _EPS, 1.0 - _EPS)
+        if not self.num_cat:
+            return u
+        idx = jax.random.categorical(k2, self._split(out)[2])
+        return jnp.concatenate([u, idx.astype(u.dtype)], axis=-1)
+
+    def mode(self, out):
+        a, b, logits = self._split(out)
+        if self.kind == "beta":
+            d = self._cont(out)
+            u = jnp.clip(d.mean(), _EPS, 1.0 - _EPS)
+        else:
+            u = a
+        if not self.num_cat:
+            return u
+        return jnp.concatenate([u, jnp.argmax(logits, -1).astype(u.dtype)], axis=-1)
+
+    def log_prob(self, out, raw):
+        u = raw[..., : self.cont]
+        d = self._cont(out)
+        if self.kind == "beta":
+            lp = d.log_prob(jnp.clip(u, _EPS, 1.0 - _EPS))
+        else:  # tanh-squashed normal, raw = pre-squash value
+            lp = d.log_prob(u) - 2.0 * (np.log(2.0) - u - nn.softplus(-2.0 * u))
+        lp = jnp.sum(lp, axis=-1)
+        if self.num_cat:
+            logits = self._split(out)[2]
+            idx = raw[..., self.cont :].astype(jnp.int32)
+            lp = lp + jnp.sum(
+                jnp.take_along_axis(jax.nn.log_softmax(logits), idx[..., None], -1)[..., 0], -1
+            )
+        return lp
+
+    def entropy(self, out):
+        ent = jnp.sum(self._cont(out).entropy(), axis=-1)
+        if self.num_cat:
+            ent = ent + jnp.sum(distrax.Categorical(logits=self._split(out)[2]).entropy(), -1)
+        return ent
+
+    def to_env(self, raw):
+        """Raw sample -> env action: continuous part in [low, high]; categorical index k -> k - 1
+        (the partner column: -1 = no partner)."""
+        u = raw[..., : self.cont]
+        squashed = u if self.kind == "beta" else 0.5 * (jnp.tanh(u) + 1.0)
+        cont = self.low + (self.high - self.low) * squashed
+        if not self.num_cat:
+            return cont
+        return jnp.concatenate([cont, raw[..., self.cont :] - 1.0], axis=-1)
+
+
+# ------------------------------------------------------------------------ parameter sharing
+
+
+def init_shared(net: nn.Module, key, x, sharing: str, num_agents: int, num_types: int):
+    """Parameters for ``sharing``: one set, one per type ([T, ...]) or one per agent ([N, ...])."""
+    if sharing == "shared":
+        return net.init(key, x)
+    n = num_agents if sharing == "independent" else num_types
+    return jax.vmap(net.init, in_axes=(0, None))(jax.random.split(key, n), x)
+
+
+def apply_shared(net: nn.Module, params, x, types, sharing: str, num_types: int):
+    """Apply to ``x`` [M, N, D] -> [M, N, out]; ``types`` [M, N] int selects the per-type net."""
+    if sharing == "shared":
+        return net.apply(params, x)
+    if sharing == "independent":
+        return jax.vmap(net.apply, in_axes=(0, 1), out_axes=1)(params, x)
+    outs = jax.vmap(net.apply, in_axes=(0, None))(params, x)  # [T, M, N, out]
+    w = jax.nn.one_hot(types, num_types, dtype=outs.dtype)  # [M, N, T]
+    return jnp.einsum("mnt,tmno->mno", w, outs)
+
+
+def agent_features(types, num_agents: int, num_types: int, with_id: bool):
+    """Per-agent input features [..., N, F]: agent-type one-hot, plus an agent id (one-hot up to
+    32 agents, else the index scaled to [0, 1]) when parameters are shared."""
+    feats = [jax.nn.one_hot(types, num_types, dtype=jnp.float32)]
+    if with_id:
+        ids = jnp.broadcast_to(jnp.arange(num_agents), types.shape)
+        if num_agents <= 32:
+            feats.append(jax.nn.one_hot(ids, num_agents, dtype=jnp.float32))
+        else:
+            feats.append((ids / max(num_agents - 1, 1))[..., None].astype(jnp.float32))
+    return jnp.concatenate(feats, axis=-1)
+
+
+# ------------------------------------------------------------------------ normalisation
+
+
+def stats_init(dim: int):
+    return {
+        "mean": jnp.zeros((dim,), jnp.float32),
+        "var": jnp.ones((dim,), jnp.float32),
+        "count": jnp.asarray(1e-4, jnp.float32),
+    }
+
+
+def stats_update(stats, batch):
+    """Parallel (Chan) update of running mean/variance with a batch [M, dim]."""
+    b_mean = jnp.mean(batch, axis=0)
+    b_var = jnp.var(batch, axis=0)
+    b_count = jnp.asarray(batch.shape[0], jnp.float32)
+    delta = b_mean - stats["mean"]
+    tot = stats["count"] + b_count
+    mean = stats["mean"] + delta * b_count / tot
+    m2 = stats["var"] * stats["count"] + b_var * b_count + delta**2 * stats["count"] * b_count / tot
+    return {"mean": mean, "var": m2 / tot, "count": tot}
+
+
+def normalize(stats, x, clip: float = 10.0):
+    return jnp.clip((x - stats["mean"]) / jnp.sqrt(stats["var"] + 1e-8), -clip, clip)
