@@ -14,6 +14,7 @@ import json
 import platform
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -148,6 +149,13 @@ def plot(rows: list[dict], hw: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``jaxlem-bench [env options]`` times env rollouts; ``jaxlem-bench train [options]`` times
+    the compiled trainers (``jaxlem.train.bench``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from jaxlem.train.bench import main as train_main
+
+        return train_main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="lem-v0")
     ap.add_argument("--agents", type=int, nargs="+", default=list(DEFAULT_N))

@@ -20,6 +20,7 @@ from jaxlem.train.driver import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 LEM = jaxlem.make("lem-v0", num_agents=3, num_steps=4)
+PARTNER = jaxlem.make("lem-v0", num_agents=3, num_steps=4, partner_stage=True)
 TINY = dict(
     total_timesteps=4 * 4 * 3,
     num_envs=4,
@@ -40,17 +41,17 @@ def _leaves_equal(a, b) -> bool:
 
 
 @pytest.mark.parametrize(
-    "algo, extra",
+    "algo, extra, env",
     [
-        ("ippo", {"sharing": "independent", "eval_every": 2}),
-        ("mappo", {"sharing": "type"}),
-        ("ctce", {}),
-        ("sac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}),
+        ("ippo", {"sharing": "independent", "eval_every": 2}, LEM),
+        ("mappo", {"sharing": "type"}, PARTNER),  # + a categorical partner head
+        ("ctce", {}, PARTNER),  # joint continuous and N categorical heads
+        ("sac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
     ],
 )
-def test_every_algorithm_trains_end_to_end(algo, extra):
+def test_every_algorithm_trains_end_to_end(algo, extra, env):
     cfg = TrainConfig(algo=algo, **{**TINY, **extra})
-    train = make_train(cfg, LEM)
+    train = make_train(cfg, env)
     init = train.init(jax.random.PRNGKey(0))
     runner, metrics = jax.block_until_ready(train.run(init, cfg.num_updates))
     for k, v in metrics.items():
@@ -66,10 +67,12 @@ def test_every_algorithm_trains_end_to_end(algo, extra):
     # the trained policy is a scripted-policy callable: valid actions on a fresh state
     from jaxlem.train.evaluate import as_policy
 
-    obs, _ = LEM.reset(jax.random.PRNGKey(1))
-    act = as_policy(train.core, runner)(jax.random.PRNGKey(2), obs, LEM, LEM.default_params)
-    assert act.shape == (LEM.num_agents, LEM.act_dim)
-    assert LEM.action_space().contains(np.asarray(act))
+    obs, _ = env.reset(jax.random.PRNGKey(1))
+    act = as_policy(train.core, runner)(jax.random.PRNGKey(2), obs, env, env.default_params)
+    assert act.shape == (env.num_agents, env.act_dim)
+    assert env.action_space().contains(np.asarray(act))
+    if env.partner_stage:  # partner index: an integer in [-1, N-1]
+        assert np.array_equal(np.asarray(act[:, 3]), np.round(np.asarray(act[:, 3])))
 
 
 def test_selfplay_on_gencos_keeps_a_pool_of_snapshots():
@@ -203,3 +206,35 @@ def test_scenario_batch_sharded_over_four_devices_matches_one_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     diff = json.loads(proc.stdout.strip().splitlines()[-1])["max_diff"]
     assert diff < 1e-5
+
+
+def test_submitit_launcher_config_composes_without_slurm():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("jaxlem.configs", version_base=None):
+        cfg = compose(
+            "config",
+            overrides=["+launcher=submitit", "hydra.launcher.partition=gpu"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1
+    assert cfg.train.algo == "ippo" and cfg.env.id == "lem-v0"
+
+
+def test_every_config_group_option_composes_into_a_valid_trainer_config():
+    from hydra import compose, initialize_config_module
+
+    from jaxlem.train.job import make_env
+
+    with initialize_config_module("jaxlem.configs", version_base=None):
+        for algo in ("ippo", "mappo", "selfplay", "ctce", "sac"):
+            for experiment in ("default", "smoke", "learning"):
+                cfg = compose("config", overrides=[f"algo={algo}", f"experiment={experiment}"])
+                TrainConfig.from_dict(dict(cfg.train)).check_env(make_env(dict(cfg)))
+        cfg = compose("config", overrides=["env=gencos", "algo=selfplay"])
+        assert make_env(dict(cfg)).num_agents == 5
+        cfg = compose("config", overrides=["scenario=case2-monopoly"])
+        assert make_env(dict(cfg)).scenario == "case2-monopoly"
