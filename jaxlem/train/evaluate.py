@@ -140,28 +140,41 @@ def summarize(samples: dict[str, np.ndarray]) -> dict[str, float]:
     return row
 
 
-def compare(core, runners, env, baselines: dict, num_scenarios: int, seed: int = 0) -> dict:
+def compare(
+    core, runners, env, baselines: dict, num_scenarios: int, seed: int = 0, initial=None
+) -> dict:
     """Trained seeds and baselines on one held-out bank.
 
     Returns ``{"table": {policy: row}, "paired": {baseline: row}}``: rows pool seeds x scenarios;
-    ``paired`` is trained - baseline per (seed, scenario) on ``mean_agent_return``.
+    ``paired`` is trained - baseline per (seed, scenario) on ``mean_agent_return``. With
+    ``initial`` (the runners before training) an ``untrained`` row shows what learning added.
     """
     bank = held_out_bank(env, num_scenarios, seed)
     num_seeds = jax.tree_util.tree_leaves(runners)[0].shape[0]
-    trained = [
-        episode_kpis(
-            env, {"trained": (trained_policy(core), seed_slice(runners, i))}, bank, seed + 1
-        )["trained"]
-        for i in range(num_seeds)
-    ]
-    pooled = {k: np.concatenate([t[k] for t in trained]) for k in trained[0]}
+
+    def pooled_kpis(states):
+        per_seed = [
+            episode_kpis(env, {"p": (trained_policy(core), seed_slice(states, i))}, bank, seed + 1)[
+                "p"
+            ]
+            for i in range(num_seeds)
+        ]
+        return {k: np.concatenate([t[k] for t in per_seed]) for k in per_seed[0]}
+
+    pooled = pooled_kpis(runners)
     base = episode_kpis(env, baselines, bank, seed + 1)
     table = {"trained": summarize(pooled)}
+    if initial is not None:
+        untrained = pooled_kpis(initial)
+        table["untrained"] = summarize(untrained)
+        untrained_ret = untrained["mean_agent_return"]
     table.update({name: summarize(v) for name, v in base.items()})
+    others = {name: np.tile(v["mean_agent_return"], num_seeds) for name, v in base.items()}
+    if initial is not None:
+        others = {"untrained": untrained_ret, **others}
     paired = {}
-    for name, v in base.items():
-        diff = pooled["mean_agent_return"] - np.tile(v["mean_agent_return"], num_seeds)
-        row = summarize({"diff": diff})
+    for name, ret in others.items():
+        row = summarize({"diff": pooled["mean_agent_return"] - ret})
         row["z"] = row["diff"] / max(row["diff_se"], 1e-12)
         paired[name] = row
     return {"table": table, "paired": paired}

@@ -116,13 +116,15 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         "agent_steps_per_s": agent_steps,
         "hardware": _hardware(),
     }
-    summary.update(evaluate_and_report(core, runners, env, cfg, out, res["rows"], log))
+    keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
+    initial = core.init(keys, res["train"].bank, res["train"].hyper)
+    summary.update(evaluate_and_report(core, runners, env, cfg, out, res["rows"], log, initial))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     log(f"wrote {out}/: config.yaml metrics.csv summary.json comparison.csv figures checkpoints/")
     return summary
 
 
-def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log) -> dict:
+def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log, initial=None) -> dict:
     """The comparison table with the baselines (printed, CSV, figures); returns it for JSON."""
     from jaxlem import viz
 
@@ -130,7 +132,9 @@ def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log) -> dict:
     keys = LEM_TABLE if lem else GENCOS_TABLE
     n = int(cfg.get("eval_scenarios", 64))
     t0 = time.perf_counter()
-    comp = ev.compare(core, runners, env, baselines_for(env), n, int(cfg.get("seed", 0)))
+    comp = ev.compare(
+        core, runners, env, baselines_for(env), n, int(cfg.get("seed", 0)), initial=initial
+    )
     seeds = jax.tree_util.tree_leaves(runners)[0].shape[0]
     log(
         f"\nheld-out comparison: {n} scenarios x {seeds} seed(s) ({time.perf_counter() - t0:.1f} s)"
@@ -208,7 +212,7 @@ def evaluate_run(folder: str | Path, num_scenarios: int | None = None, log=stdou
     log(f"loaded {folder / 'checkpoints' / manifest['path']}")
     out = folder / "eval"
     out.mkdir(exist_ok=True)
-    result = evaluate_and_report(train.core, runners, env, cfg, out, None, log)
+    result = evaluate_and_report(train.core, runners, env, cfg, out, None, log, initial=like)
     (out / "eval.json").write_text(json.dumps(result, indent=2, default=float))
     return result
 
