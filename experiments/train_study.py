@@ -48,7 +48,8 @@ def compose(env: str, algo: str, experiment: str, **over) -> dict:
 GENCOS = {
     "train.num_envs": 256,
     "train.rollout_len": 48,
-    "train.total_timesteps": 1_000_000,
+    "train.total_timesteps": 600_000,
+    "num_seeds": 2,
     "train.num_minibatches": 8,
     "train.eval_every": 10,
     "eval_scenarios": 32,
