@@ -456,3 +456,97 @@ def test_only_monitored_branches_become_rows():
     sol = solve_dcopf(net.replace_limits(lim))
     assert abs(float(sol.flow[2])) <= 50.0 + 0.05
     assert abs(float(solve_dcopf(net).flow[2])) > 50.0
+
+
+# ------------------------------------------------------------------------ boxosqp backend
+def _as(net, dtype):
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, net
+    )
+
+
+def _dcopf_batch(net, loads, lims, **kw):
+    solve = jax.jit(jax.vmap(lambda ld, lm: solve_dcopf(net, ld, line_limit_mw=lm, **kw)))
+    dtype = net.ptdf.dtype
+    out = solve(jnp.asarray(loads, dtype), jnp.asarray(lims, dtype))
+    return jax.tree_util.tree_map(np.asarray, out)
+
+
+def test_boxosqp_case5_float32_matches_highs(case5_instances):
+    """100 random instances (loads, tightened lines, some shedding): float32 BoxOSQP agrees
+    with HiGHS to 1e-3 $/MWh and 0.1 MW, and flags every solve converged."""
+    pytest.importorskip("jaxopt")
+    net, loads, lims = case5_instances
+    loads, lims = loads[:100], lims[:100]
+    sols = _dcopf_batch(net, loads, lims, backend="boxosqp")
+    assert sols.converged.all()
+    for i in range(len(loads)):
+        ref = dcopf_highs(net, loads[i], line_limit_mw=lims[i])
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], sols)
+        _compare(one, ref, rel=1e-4, lmp_abs=1e-3, mw_abs=0.1)
+
+
+def test_boxosqp_case5_float64_matches_highs(case5_instances):
+    pytest.importorskip("jaxopt")
+    net0, loads, lims = case5_instances
+    loads, lims = loads[100:160], lims[100:160]
+    with jax.enable_x64(True):
+        sols = _dcopf_batch(_as(net0, jnp.float64), loads, lims, backend="boxosqp")
+    assert sols.converged.all() and sols.residual.max() < 1e-6
+    for i in range(len(loads)):
+        ref = dcopf_highs(net0, loads[i], line_limit_mw=lims[i])
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], sols)
+        _compare(one, ref, rel=1e-4, lmp_abs=1e-4, mw_abs=1e-3)
+
+
+def test_boxosqp_sced_random_offers_float32_match_highs():
+    pytest.importorskip("jaxopt")
+    net = load_case("case5")
+    rng = np.random.default_rng(3)
+    base = np.asarray(net.bus_load_mw, np.float64)
+    cost = np.asarray(net.gen_c1, np.float64)
+    pmin, pmax = np.asarray(net.gen_pmin_mw), np.asarray(net.gen_pmax_mw)
+    n = 40
+    prices = cost[None, :, None] * (1 + 2 * np.sort(rng.random((n, 5, 3)), axis=-1))
+    mw = np.broadcast_to(((pmax - pmin) / 3)[None, :, None], (n, 5, 3)).copy()
+    loads = base * rng.uniform(0.4, 1.3, size=(n, 5))
+    solve = jax.jit(
+        jax.vmap(lambda ld, p, q: solve_sced(net, ld, p, q, pmin_mw=pmin, backend="boxosqp"))
+    )
+    f32 = [jnp.asarray(a, jnp.float32) for a in (loads, prices, mw)]
+    sols = jax.tree_util.tree_map(np.asarray, solve(*f32))
+    assert sols.converged.all()
+    for i in range(n):
+        ref = dcopf_highs(net, loads[i], offers=(prices[i], mw[i], pmin))
+        one = jax.tree_util.tree_map(lambda a, i=i: a[i], sols)
+        _compare(one, ref, rel=1e-4, lmp_abs=1e-3, mw_abs=0.1)
+
+
+def test_boxosqp_gradients_equal_ipm_gradients_float64():
+    """The VJP uses only the solution, so both backends give the same gradients."""
+    pytest.importorskip("jaxopt")
+    with jax.enable_x64(True):
+        net = _f64(load_case("case5")).replace(gen_c2=jnp.array([0.02, 0.03, 0.01, 0.04, 0.015]))
+        load0, c10 = net.bus_load_mw * 0.9, net.gen_c1
+        lim0 = jnp.array([200.0, jnp.inf, jnp.inf, jnp.inf, jnp.inf, 150.0])
+        w = jnp.array([1.0, -2.0, 0.5, 1.5, -1.0])
+
+        def jac(backend, **kw):
+            def f(load, c1, lim):
+                sol = solve_dcopf(
+                    net.replace(gen_c1=c1), load, line_limit_mw=lim, backend=backend, **kw
+                )
+                return jnp.stack([sol.objective, w @ sol.p_gen, w @ sol.lmp, jnp.sum(sol.flow)])
+
+            return [np.asarray(a) for a in jax.jit(jax.jacrev(f, (0, 1, 2)))(load0, c10, lim0)]
+
+        ref = jac("ipm", iters=80, tol=1e-12)
+        box = jac("boxosqp")
+    for a, b in zip(box, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    assert np.abs(ref[0]).max() > 1  # not trivially zero
+
+
+def test_bad_backend_names_the_field():
+    with pytest.raises(ValueError, match="backend: got 'cvxpy'; allowed: one of ipm, boxosqp"):
+        solve_dcopf(load_case("case5"), backend="cvxpy")

@@ -8,6 +8,7 @@ radial trees of any size, with one supply point at bus 0.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from importlib import resources
@@ -66,6 +67,19 @@ def _matrix(text: str, field: str) -> np.ndarray | None:
     return np.array(rows, np.float64)
 
 
+def _poly_costs(gencost: np.ndarray, num_gens: int, name: str) -> np.ndarray:
+    """[G, 3] ascending polynomial coefficients (c0, c1, c2) from MATPOWER gencost rows (the
+    first ``num_gens`` rows: active power costs)."""
+    cost = gencost[:num_gens]
+    if np.any(cost[:, 0] != 2):
+        raise ValueError(f"{name}: gencost: only polynomial costs (MODEL 2) are supported")
+    coef = np.zeros((num_gens, 3))
+    for i, row in enumerate(cost):
+        n = int(row[3])
+        coef[i, : min(n, 3)] = row[4 : 4 + n][::-1][:3]  # ascending powers
+    return coef
+
+
 def read_matpower(path: str | Path, dtype=None) -> Network:
     """A MATPOWER case file (version 2): bus, gen, branch and polynomial gencost matrices.
 
@@ -92,13 +106,7 @@ def read_matpower(path: str | Path, dtype=None) -> Network:
 
     on_g = gen[:, 7] > 0
     on_b = branch[:, 10] > 0
-    if np.any(cost[:, 0] != 2):
-        raise ValueError(f"{name}: gencost: only polynomial costs (MODEL 2) are supported")
-    coef = np.zeros((len(cost), 3))
-    for i, row in enumerate(cost):
-        n = int(row[3])
-        c = row[4 : 4 + n][::-1]  # ascending powers
-        coef[i, : min(n, 3)] = c[:3]
+    coef = _poly_costs(cost, len(gen), name)
     g, br = gen[on_g], branch[on_b]
     rate = br[:, 5]
     return build_network(
@@ -120,34 +128,49 @@ def read_matpower(path: str | Path, dtype=None) -> Network:
     )
 
 
-def from_pandapower(net, dtype=None) -> Network:
-    """A pandapower network (optional extra ``pandapower``), via its MATPOWER-style ppc."""
+def from_pandapower(net, dtype=None, *, unlimited_mva: float = 9_000.0) -> Network:
+    """A pandapower network (optional extra ``pandapower``), through pandapower's own
+    MATPOWER-style conversion (``to_ppc``, pi transformer model): in-service elements only,
+    buses renumbered in order, ext_grids and gens (and controllable sgens) as generators with
+    their ``poly_cost``, lines and transformers as branches (series reactance in pu on
+    ``sn_mva``; tap ratios are ignored, as in ``read_matpower``), loads and static generation as
+    net bus load. Ratings come from ``max_loading_percent``; 0 or at least ``unlimited_mva``
+    (pandapower writes MATPOWER's "no limit" as 99999 kA, or 9900 MVA in case14) means unlimited.
+    The first ref bus (ext_grid or slack gen) is the reference."""
     try:
-        from pandapower.converter import to_ppc
+        from pandapower.converter.pypower import to_ppc
     except ImportError as e:  # pragma: no cover - optional
         raise ImportError("from_pandapower needs pandapower: pip install jaxlem[pandapower]") from e
-    ppc = to_ppc(net, init="flat")
-    bus, gen, branch, cost = ppc["bus"], ppc["gen"], ppc["branch"], ppc["gencost"]
-    coef = np.zeros((len(gen), 3))
-    for i, row in enumerate(cost[: len(gen)]):
-        n = int(row[3])
-        coef[i, : min(n, 3)] = row[4 : 4 + n][::-1][:3]
-    rate = branch[:, 5].real
+    name = str(getattr(net, "name", "") or "pandapower")
+    if net.poly_cost.empty:
+        raise ValueError(
+            f"{name}: poly_cost: empty; allowed: polynomial costs for the generators"
+            " (pwl_cost is not supported)"
+        )
+    ppc = to_ppc(copy.deepcopy(net), init="flat", trafo_model="pi", mode="opf")
+    bus, gen, branch = (np.real(ppc[k]) for k in ("bus", "gen", "branch"))
+    gen_on, branch_on = gen[:, 7] > 0, branch[:, 10] > 0
+    coef = _poly_costs(np.real(ppc["gencost"]), len(gen), name)[gen_on]
+    gen, branch = gen[gen_on], branch[branch_on]
+    rate = branch[:, 5]
+    refs = np.flatnonzero(bus[:, 1] == 3)
+    if len(refs) == 0:
+        raise ValueError(f"{name}: ref bus: found none; allowed: an ext_grid or a slack gen")
     return build_network(
-        bus_load_mw=bus[:, 2].real,
-        branch_from=branch[:, 0].real.astype(int),
-        branch_to=branch[:, 1].real.astype(int),
-        branch_x=branch[:, 3].real,
-        branch_limit_mw=np.where(rate > 0, rate, np.inf),
-        gen_bus=gen[:, 0].real.astype(int),
-        gen_pmin_mw=gen[:, 9].real,
-        gen_pmax_mw=gen[:, 8].real,
+        bus_load_mw=bus[:, 2],
+        branch_from=branch[:, 0].astype(int),
+        branch_to=branch[:, 1].astype(int),
+        branch_x=branch[:, 3],
+        branch_limit_mw=np.where((rate > 0) & (rate < unlimited_mva), rate, np.inf),
+        gen_bus=gen[:, 0].astype(int),
+        gen_pmin_mw=gen[:, 9],
+        gen_pmax_mw=gen[:, 8],
         gen_c0=coef[:, 0],
         gen_c1=coef[:, 1],
         gen_c2=coef[:, 2],
-        ref_bus=int(np.flatnonzero(bus[:, 1] == 3)[0]),
+        ref_bus=int(refs[0]),
         base_mva=float(ppc["baseMVA"]),
-        name="pandapower",
+        name=name,
         dtype=dtype,
     )
 

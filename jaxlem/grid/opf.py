@@ -53,6 +53,7 @@ def _dispatch(
     iters,
     regularization,
     tol=None,
+    backend="ipm",
 ):
     """Build and solve the dispatch QP; returns (QP solution, dispatch, shed, spill, flow, LMP)."""
     dtype = net.ptdf.dtype
@@ -103,7 +104,7 @@ def _dispatch(
             ]
         ),
     )
-    sol = solve_qp(qp, iters=iters, tol=tol)
+    sol = solve_qp(qp, backend=backend, iters=iters, tol=tol)
     x = sol.x
     inj_pu = inj_map @ x + fixed
     flow = net.ptdf @ inj_pu * base
@@ -124,12 +125,14 @@ def solve_dcopf(
     line_limit_mw: jax.Array | None = None,
     voll: float | jax.Array = DEFAULT_VOLL,
     spill_cost: float | jax.Array = DEFAULT_VOLL,
-    iters: int = 40,
+    iters: int | None = None,
     tol: float | None = None,
     regularization: float = 0.0,
+    backend: str = "ipm",
 ) -> DispatchSolution:
     """Least-cost dispatch of the network's generators (cost c2 P^2 + c1 P + c0) for ``load_mw``
-    [B] (default: the network's loads) under the branch limits (or ``line_limit_mw`` [L])."""
+    [B] (default: the network's loads) under the branch limits (or ``line_limit_mw`` [L]).
+    ``backend``, ``iters`` (None: the backend's default) and ``tol`` go to ``grid.solve_qp``."""
     net = network
     load = net.bus_load_mw if load_mw is None else jnp.asarray(load_mw, net.ptdf.dtype)
     sol, p, shed, spill, flow, lmp = _dispatch(
@@ -148,6 +151,7 @@ def solve_dcopf(
         iters,
         regularization,
         tol,
+        backend,
     )
     objective = (
         jnp.sum(net.gen_c2 * p**2 + net.gen_c1 * p + net.gen_c0)
@@ -179,9 +183,10 @@ def solve_sced(
     line_limit_mw: jax.Array | None = None,
     voll: float | jax.Array = DEFAULT_VOLL,
     spill_cost: float | jax.Array = DEFAULT_VOLL,
-    iters: int = 40,
+    iters: int | None = None,
     tol: float | None = None,
     regularization: float = 0.0,
+    backend: str = "ipm",
 ) -> DispatchSolution:
     """Network-constrained economic dispatch of piecewise offers.
 
@@ -190,6 +195,7 @@ def solve_sced(
     optional price-responsive demand blocks (``demand_bus`` [D], ``demand_price`` [D] $/MWh,
     ``demand_mw`` [D]) are served when the price is at or below their value. The objective is
     offer cost minus served demand value (+ slack penalties); LMPs are d(objective)/d(load).
+    ``backend``, ``iters`` (None: the backend's default) and ``tol`` go to ``grid.solve_qp``.
     """
     net = network
     dtype = net.ptdf.dtype
@@ -225,6 +231,7 @@ def solve_sced(
         iters,
         regularization,
         tol,
+        backend,
     )
     blocks = v[: ng * nk].reshape(ng, nk)
     served = v[ng * nk :]

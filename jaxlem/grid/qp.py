@@ -15,6 +15,13 @@ vector [n], as the dispatch problems do) one iteration factorises only the (m_eq
 equations ``C D^-1 C' + E`` (C = [A; G], D and E diagonal) by Cholesky, so the cost grows with the
 number of coupling rows, not with the number of variables; a dense ``Q`` [n, n] uses one dense
 (n + m_eq) LU factorisation per iteration.
+
+The second backend ``"boxosqp"`` runs the ADMM iteration of ``jaxopt.BoxOSQP`` (OSQP) on the
+form ``l <= [A; G; I] x <= u`` with OSQP's equilibration, step-size rule and solution polishing
+around it, and stops on the same relative KKT error (``residual``), so ``converged`` means the same
+for both. It is slower than the ipm on CPU (thousands of cheap iterations instead of tens of
+factorisations); jaxopt is unmaintained, so it is imported only inside this backend. Gradients do
+not depend on the backend: the VJP uses only the returned solution.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-BACKENDS = ("ipm",)
+BACKENDS = ("ipm", "boxosqp")
+DEFAULT_ITERS = {"ipm": 40, "boxosqp": 4000}
 
 
 @struct.dataclass
@@ -49,7 +57,7 @@ class QPSolution:
     z_ub: jax.Array  # upper-bound duals [n]
     objective: jax.Array
     # relative KKT residual < 1e-3 in float32 (whose floor on degenerate LPs is ~1e-4), or
-    # < 100 tol in float64: flags a failed solve, not the last digits
+    # < 100 tol in float64 (every backend): flags a failed solve, not the last digits
     converged: jax.Array
     residual: jax.Array  # max of relative primal, dual residual and gap
     slack: jax.Array  # [mi] h - Gx at the solution (>= 0)
@@ -68,6 +76,64 @@ class _State:
     done: jax.Array
 
 
+def _qmul(q: jax.Array, x: jax.Array) -> jax.Array:
+    return q * x if q.ndim == 1 else q @ x
+
+
+def _finite_bounds(qp: QP):
+    """(lb, ub) with missing bounds set to 0, and their indicators (1.0 where a bound exists)."""
+    has_lb, has_ub = jnp.isfinite(qp.lb), jnp.isfinite(qp.ub)
+    lb = jnp.where(has_lb, qp.lb, 0.0)
+    ub = jnp.where(has_ub, qp.ub, 0.0)
+    return lb, ub, has_lb.astype(qp.c.dtype), has_ub.astype(qp.c.dtype)
+
+
+def _residuals(qp: QP, st: _State, bounds=None):
+    """KKT residuals: dual (stationarity), equality, inequality (Gx + s - h), bounds, and gap.
+    ``bounds``: ``_finite_bounds(qp)`` if already computed."""
+    lb, ub, fl, fu = _finite_bounds(qp) if bounds is None else bounds
+    rd = _qmul(qp.Q, st.x) + qp.c + qp.A.T @ st.y + qp.G.T @ st.z - st.zl * fl + st.zu * fu
+    re = qp.A @ st.x - qp.b
+    ri = qp.G @ st.x + st.s - qp.h
+    rl = (lb - st.x + st.sl) * fl  # lb - x + sl = 0
+    ru = (st.x + st.su - ub) * fu  # x + su - ub = 0
+    gap = st.s @ st.z + (st.sl * st.zl) @ fl + (st.su * st.zu) @ fu  # total duality gap
+    return rd, re, ri, rl, ru, gap
+
+
+def _kkt_scales(qp: QP):
+    """Dual and primal scales of the relative KKT error: 1 + |c|_inf, 1 + max(|b|, |h|)_inf."""
+    scale_d = 1.0 + jnp.max(jnp.abs(qp.c))
+    scale_p = 1.0 + jnp.maximum(
+        jnp.max(jnp.abs(qp.b), initial=0.0), jnp.max(jnp.abs(qp.h), initial=0.0)
+    )
+    return scale_d, scale_p
+
+
+def _kkt_error(qp: QP, st: _State, scales=None, bounds=None) -> jax.Array:
+    """The relative KKT error every backend reports as ``residual``: the max of the dual
+    residual over 1 + |c|_inf, the primal residual over 1 + max(|b|, |h|), and the gap over
+    1 + |objective|. Slacks and duals in ``st`` must be >= 0."""
+    rd, re, ri, rl, ru, gap = _residuals(qp, st, bounds)
+    scale_d, scale_p = _kkt_scales(qp) if scales is None else scales
+    prim = jnp.maximum(
+        jnp.max(jnp.abs(re), initial=0.0),
+        jnp.maximum(jnp.max(jnp.abs(ri), initial=0.0), jnp.max(jnp.abs(rl) + jnp.abs(ru))),
+    )
+    obj = 0.5 * st.x @ _qmul(qp.Q, st.x) + qp.c @ st.x
+    return jnp.maximum(
+        jnp.maximum(jnp.max(jnp.abs(rd)) / scale_d, prim / scale_p),
+        gap / (1.0 + jnp.abs(obj)),
+    )
+
+
+def _converged(err: jax.Array, dtype, tol) -> jax.Array:
+    """The shared ``converged`` flag: < 1e-3 in float32, < 100 tol (default 1e-8) in float64."""
+    if jnp.finfo(dtype).eps > 1e-10:
+        return err < 1e-3
+    return err < 100 * (1e-8 if tol is None else tol)
+
+
 def _max_step(v, dv):
     """Largest alpha in (0, 1] with v + alpha dv >= 0 (elementwise, v > 0)."""
     ratio = jnp.where(dv < 0, -v / jnp.where(dv < 0, dv, -1.0), jnp.inf)
@@ -78,35 +144,47 @@ def solve_qp(
     qp: QP,
     *,
     backend: str = "ipm",
-    iters: int = 40,
+    iters: int | None = None,
     tol: float | None = None,
     reg: float | None = None,
     temperature: float = 0.0,
 ) -> QPSolution:
-    """Solve one QP (vmap for a batch). ``iters`` is a fixed budget (static).
+    """Solve one QP (vmap for a batch) with ``backend`` (one of ``BACKENDS``). ``iters`` is the
+    iteration budget (static; ipm iterations or ADMM iterations; None: ``DEFAULT_ITERS``).
+    ``tol``: the relative KKT error to stop at (None: 1e-6 in float32, 1e-8 in float64).
+    ``reg``: the ipm's primal-dual regularisation (boxosqp ignores it).
 
     Reverse-mode derivatives of every output (primal, duals, objective) with respect to every
     QP array come from implicit differentiation of the KKT conditions at the solution
-    (``jax.custom_vjp``), not from unrolling the iterations. ``temperature`` > 0 smooths them:
-    slacks and duals are both raised by it in the KKT matrix, so the gradients of a degenerate LP
-    see constraints that are almost active instead of jumping between vertices.
+    (``jax.custom_vjp``), not from unrolling the iterations, for every backend. ``temperature``
+    > 0 smooths them: slacks and duals are both raised by it in the KKT matrix, so the gradients
+    of a degenerate LP see constraints that are almost active instead of jumping between vertices.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: got {backend!r}; allowed: one of {', '.join(BACKENDS)}")
-    return _solve(qp, iters, tol, reg, float(temperature))
+    iters = DEFAULT_ITERS[backend] if iters is None else int(iters)
+    return _solve(qp, backend, iters, tol, reg, float(temperature))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def _solve(qp, iters, tol, reg, temperature):
+def _forward(qp: QP, backend: str, iters: int, tol, reg) -> QPSolution:
+    if backend == "boxosqp":
+        from jaxlem.grid.boxosqp import solve_boxosqp  # imports jaxopt: only when asked for
+
+        return solve_boxosqp(qp, iters, tol)
     return _ipm(qp, iters, tol, reg)
 
 
-def _solve_fwd(qp, iters, tol, reg, temperature):
-    sol = _ipm(qp, iters, tol, reg)
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _solve(qp, backend, iters, tol, reg, temperature):
+    return _forward(qp, backend, iters, tol, reg)
+
+
+def _solve_fwd(qp, backend, iters, tol, reg, temperature):
+    sol = _forward(qp, backend, iters, tol, reg)
     return sol, (qp, sol)
 
 
-def _solve_bwd(iters, tol, reg, temperature, res, g):
+def _solve_bwd(backend, iters, tol, reg, temperature, res, g):
     """VJP by the implicit function theorem on F(x, z_f, y) = 0 (OptNet form):
 
     F1 = Qx + c + A'y + G_f'z_f,  F2 = diag(z_f)(G_f x - h_f),  F3 = Ax - b,
@@ -175,45 +253,17 @@ def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
     reg = float(eps**0.75) if reg is None else reg
     n, me, mi = qp.c.shape[0], qp.b.shape[0], qp.h.shape[0]
     has_lb, has_ub = jnp.isfinite(qp.lb), jnp.isfinite(qp.ub)
-    lb = jnp.where(has_lb, qp.lb, 0.0)
-    ub = jnp.where(has_ub, qp.ub, 0.0)
-    fl, fu = has_lb.astype(dtype), has_ub.astype(dtype)
+    bounds = _finite_bounds(qp)
+    lb, ub, fl, fu = bounds
     m_tot = jnp.maximum(mi + jnp.sum(fl) + jnp.sum(fu), 1.0)
-    scale_d = 1.0 + jnp.max(jnp.abs(qp.c))
-    scale_p = 1.0 + jnp.maximum(
-        jnp.max(jnp.abs(qp.b), initial=0.0), jnp.max(jnp.abs(qp.h), initial=0.0)
-    )
+    scales = _kkt_scales(qp)
     eye_e = jnp.eye(me, dtype=dtype)
     diag_q = qp.Q.ndim == 1
     coupling = jnp.concatenate([qp.A, qp.G])  # [me + mi, n]
 
-    def qmul(x):
-        return qp.Q * x if diag_q else qp.Q @ x
-
-    def residuals(st):
-        rd = qmul(st.x) + qp.c + qp.A.T @ st.y + qp.G.T @ st.z - st.zl * fl + st.zu * fu
-        re = qp.A @ st.x - qp.b
-        ri = qp.G @ st.x + st.s - qp.h
-        rl = (lb - st.x + st.sl) * fl  # lb - x + sl = 0
-        ru = (st.x + st.su - ub) * fu  # x + su - ub = 0
-        gap = st.s @ st.z + (st.sl * st.zl) @ fl + (st.su * st.zu) @ fu  # total duality gap
-        return rd, re, ri, rl, ru, gap
-
-    def err(st):
-        rd, re, ri, rl, ru, gap = residuals(st)
-        prim = jnp.maximum(
-            jnp.max(jnp.abs(re), initial=0.0),
-            jnp.maximum(jnp.max(jnp.abs(ri), initial=0.0), jnp.max(jnp.abs(rl) + jnp.abs(ru))),
-        )
-        obj = 0.5 * st.x @ qmul(st.x) + qp.c @ st.x
-        return jnp.maximum(
-            jnp.maximum(jnp.max(jnp.abs(rd)) / scale_d, prim / scale_p),
-            gap / (1.0 + jnp.abs(obj)),
-        )
-
     def newton(st, factor, rhs_c):
         """Solve the KKT system for complementarity targets ``rhs_c = (rc, rcl, rcu)``."""
-        rd, re, ri, rl, ru, _ = residuals(st)
+        rd, re, ri, rl, ru, _ = _residuals(qp, st, bounds)
         rc, rcl, rcu = rhs_c
         w = st.z / st.s
         wl = st.zl / st.sl * fl
@@ -316,7 +366,7 @@ def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
         )
         keep = st.done | ~ok
         new = jax.tree_util.tree_map(lambda o, v: jnp.where(keep, o, v), st, new)
-        e = err(new)
+        e = _kkt_error(qp, new, scales, bounds)
         new = new.replace(done=keep | (e < tol))
         # float32 can lose accuracy once mu is tiny: remember the best iterate, not the last
         better = e < best_err
@@ -341,8 +391,10 @@ def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
         su=su0,
         done=jnp.zeros((), bool),
     )
-    (_, st, e), _ = jax.lax.scan(body, (st, st, err(st)), None, length=iters)
-    obj = 0.5 * st.x @ qmul(st.x) + qp.c @ st.x
+    (_, st, e), _ = jax.lax.scan(
+        body, (st, st, _kkt_error(qp, st, scales, bounds)), None, length=iters
+    )
+    obj = 0.5 * st.x @ _qmul(qp.Q, st.x) + qp.c @ st.x
     return QPSolution(
         x=st.x,
         y=st.y,
@@ -350,7 +402,7 @@ def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
         z_lb=st.zl * fl,
         z_ub=st.zu * fu,
         objective=obj,
-        converged=e < (1e-3 if eps > 1e-10 else 100 * tol),
+        converged=_converged(e, dtype, tol),
         residual=e,
         slack=st.s,
     )
