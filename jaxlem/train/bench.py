@@ -30,7 +30,13 @@ CASES = {
     "gencos-v0 ippo": (
         "gencos-v0",
         {},
-        {"algo": "ippo", "num_envs": 1024, "rollout_len": 16, "num_minibatches": 8},
+        {
+            "algo": "ippo",
+            "num_envs": 2048,
+            "rollout_len": 8,
+            "update_epochs": 2,
+            "num_minibatches": 4,
+        },
     ),
 }
 
