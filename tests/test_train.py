@@ -33,6 +33,14 @@ TINY = dict(
 )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_jit_caches():
+    """Each trainer test compiles its own programs; drop them afterwards (hundreds of compiled
+    executables in one process made a later XLA compile crash)."""
+    yield
+    jax.clear_caches()
+
+
 def _leaves_equal(a, b) -> bool:
     return all(
         np.array_equal(np.asarray(x), np.asarray(y))
@@ -133,13 +141,11 @@ def test_resume_after_a_chunk_equals_an_uninterrupted_run(tmp_path):
     assert len(rows) == 1 + 6 * 2  # header + updates x seeds
 
 
-def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path, monkeypatch):
-    from jaxlem import cli
-
-    ppo_mod.TRACE_COUNT.clear()
+def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path):
+    """``jaxlem-train -m`` over 3 values of a numeric env field x 2 seeds in a fresh process
+    (as a user runs it): one trace of the trainer, one result folder per run."""
     sweep = tmp_path / "multirun"
-    argv = [
-        "jaxlem-train",
+    overrides = [
         "-m",
         "env.kwargs.num_agents=3",
         "+env.kwargs.num_steps=4",
@@ -158,9 +164,18 @@ def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path, mo
         "eval_scenarios=4",
         f"hydra.sweep.dir={sweep}",
     ]
-    monkeypatch.setattr(sys, "argv", argv)
-    cli.train_main()
-    assert ppo_mod.TRACE_COUNT["Core"] == 1  # 6 runs, one shape, one compile
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from jaxlem import cli
+        from jaxlem.train import ppo
+        sys.argv = ["jaxlem-train", *{overrides!r}]
+        cli.train_main()
+        print(json.dumps(dict(ppo.TRACE_COUNT)))
+        """
+    )
+    out = _run_python(code)
+    assert json.loads(out.strip().splitlines()[-1]) == {"Core": 1}  # 6 runs, one compile
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert len(runs) == 6
     alphas = set()
@@ -173,8 +188,18 @@ def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path, mo
         alphas.add((run / "config.yaml").read_text().split("coop_alpha: ")[1].split()[0])
     assert alphas == {"0.0", "0.5", "1.0"}
     # jaxlem-eval: reload one run's checkpoint and compare it with the baselines
-    cli.eval_main([str(runs[0]), "--scenarios", "4"])
+    _run_python(f"from jaxlem import cli; cli.eval_main([{str(runs[0])!r}, '--scenarios', '4'])")
     assert (runs[0] / "eval" / "eval.json").exists()
+
+
+def _run_python(code: str, **env_extra) -> str:
+    env = dict(os.environ, **env_extra)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def test_scenario_batch_sharded_over_four_devices_matches_one_device():
@@ -198,13 +223,8 @@ def test_scenario_batch_sharded_over_four_devices_matches_one_device():
         print(json.dumps({"max_diff": diff}))
         """
     )
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    diff = json.loads(proc.stdout.strip().splitlines()[-1])["max_diff"]
+    out = _run_python(code, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    diff = json.loads(out.strip().splitlines()[-1])["max_diff"]
     assert diff < 1e-5
 
 
