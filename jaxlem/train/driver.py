@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -192,4 +191,3 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def stdout_log(line: str) -> None:
     print(line, flush=True)
-    sys.stdout.flush()

@@ -24,8 +24,9 @@ def seed_slice(runners, i: int):
     return jax.tree_util.tree_map(lambda x: x[i], runners)
 
 
-def as_policy(core, runner, deterministic: bool = True):
-    """A scripted-policy callable ``policy(key, obs, env, params)`` for one seed's runner."""
+def as_policy(core, runner):
+    """A deterministic scripted-policy callable ``policy(key, obs, env, params)`` for one seed's
+    runner."""
 
     def policy(key, obs, env, params):
         return trained_policy(core)(key, obs, env, params, runner)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlem
+from jaxlem.bench import hardware
 from jaxlem.train import TrainConfig, checkpoint
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import MODES
@@ -114,7 +115,7 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         "first_chunk_s": res["first_chunk_s"],
         "env_steps_per_s": res["env_steps_per_s"],
         "agent_steps_per_s": agent_steps,
-        "hardware": _hardware(),
+        "hardware": hardware(),
     }
     keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
     initial = core.init(keys, res["train"].bank, res["train"].hyper)
@@ -215,9 +216,3 @@ def evaluate_run(folder: str | Path, num_scenarios: int | None = None, log=stdou
     result = evaluate_and_report(train.core, runners, env, cfg, out, None, log, initial=like)
     (out / "eval.json").write_text(json.dumps(result, indent=2, default=float))
     return result
-
-
-def _hardware() -> dict:
-    from jaxlem.bench import hardware
-
-    return hardware()

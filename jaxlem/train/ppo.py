@@ -123,12 +123,10 @@ class Core:
         return own, world
 
     def _view_types(self, types, m):
-        t = (
-            jnp.zeros((m, 1), jnp.int32)
-            if self.central
-            else jnp.broadcast_to(types, (m, self.num_agents))
-        )
-        return t
+        """Agent types [M, N'] as the networks see them (one joint "agent" under CTCE)."""
+        if self.central:
+            return jnp.zeros((m, 1), jnp.int32)
+        return jnp.broadcast_to(types, (m, self.num_agents))
 
     def _actor(self, params, x, t):
         sharing = "shared" if self.central else self.config.sharing
@@ -363,7 +361,7 @@ class Core:
             )
             pool_count = jnp.where(push, jnp.minimum(pool_count + 1, c.pool_size), pool_count)
 
-        metrics = {k: val.mean() for k, val in jax.tree_util.tree_map(jnp.mean, losses).items()}
+        metrics = {k: val.mean() for k, val in losses.items()}
         for k, val in step_stats.items():
             if k not in ("episode_return_sum", "episodes"):
                 metrics[k] = val.mean()
