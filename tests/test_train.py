@@ -172,10 +172,12 @@ def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path):
         sys.argv = ["jaxlem-train", *{overrides!r}]
         cli.train_main()
         print(json.dumps(dict(ppo.TRACE_COUNT)))
+        cli.eval_main([{str(sweep / "0")!r}, "--scenarios", "4"])  # jaxlem-eval RUN_DIR
         """
     )
     out = _run_python(code)
-    assert json.loads(out.strip().splitlines()[-1]) == {"Core": 1}  # 6 runs, one compile
+    counts = [ln for ln in out.splitlines() if ln.startswith("{")]
+    assert json.loads(counts[0]) == {"Core": 1}  # 6 runs, one compile
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert len(runs) == 6
     alphas = set()
@@ -187,9 +189,8 @@ def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path):
         assert "zero_intelligence" in summary["paired_vs_baselines"]
         alphas.add((run / "config.yaml").read_text().split("coop_alpha: ")[1].split()[0])
     assert alphas == {"0.0", "0.5", "1.0"}
-    # jaxlem-eval: reload one run's checkpoint and compare it with the baselines
-    _run_python(f"from jaxlem import cli; cli.eval_main([{str(runs[0])!r}, '--scenarios', '4'])")
-    assert (runs[0] / "eval" / "eval.json").exists()
+    # jaxlem-eval reloaded run 0's checkpoint and compared it with the baselines
+    assert json.loads((runs[0] / "eval" / "eval.json").read_text())
 
 
 def _run_python(code: str, **env_extra) -> str:
@@ -223,7 +224,8 @@ def test_scenario_batch_sharded_over_four_devices_matches_one_device():
         print(json.dumps({"max_diff": diff}))
         """
     )
-    out = _run_python(code, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    out = _run_python(code, XLA_FLAGS=flags)
     diff = json.loads(out.strip().splitlines()[-1])["max_diff"]
     assert diff < 1e-5
 
