@@ -245,6 +245,13 @@ def _solve_bwd(backend, iters, tol, reg, temperature, res, g):
 _solve.defvjp(_solve_fwd, _solve_bwd)
 
 
+def _chol_inverse(m: jax.Array) -> jax.Array:
+    """``L^-1`` for the Cholesky factor ``L`` of the SPD matrix ``m``: ``m^-1 = L^-T L^-1``."""
+    chol = jnp.linalg.cholesky(m)
+    eye = jnp.eye(m.shape[-1], dtype=m.dtype)
+    return jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+
+
 def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
     dtype = qp.c.dtype
     eps = jnp.finfo(dtype).eps
@@ -276,7 +283,7 @@ def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
         r2 = -re
         if diag_q:
             # D dx + A'dy + G'dz = r1;  A dx - reg dy = r2;  G dx - dz s/z = rc/z - ri
-            d_inv, chol = factor
+            d_inv, l_inv = factor
             r1 = -rd - l_rhs + u_rhs
             if me + mi == 0:
                 dx, dy = d_inv * r1, jnp.zeros((0,), dtype)
@@ -285,7 +292,7 @@ def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
                 e = jnp.concatenate([jnp.full((me,), reg, dtype), st.s / st.z])
 
                 def reduced(v1, v23):
-                    dyz = jax.scipy.linalg.cho_solve(chol, coupling @ (d_inv * v1) - v23)
+                    dyz = l_inv.T @ (l_inv @ (coupling @ (d_inv * v1) - v23))
                     return d_inv * (v1 - coupling.T @ dyz), dyz
 
                 dx, dyz = reduced(r1, r23)
@@ -327,7 +334,9 @@ def _ipm(qp: QP, iters: int, tol, reg, refine: int = 2) -> QPSolution:
             d_inv = 1.0 / (qp.Q + wl + wu + reg)
             e = jnp.concatenate([jnp.full((me,), reg, dtype), st.s / st.z])
             normal = (coupling * d_inv) @ coupling.T + jnp.diag(e)
-            factor = (d_inv, jax.scipy.linalg.cho_factor(normal) if me + mi else None)
+            # one triangular inverse per iteration: the six solves below become matrix products
+            # (batched small triangular solves are slow on CPU and GPU; refinement keeps float32)
+            factor = (d_inv, _chol_inverse(normal) if me + mi else None)
         else:
             h = qp.Q + (qp.G.T * w) @ qp.G + jnp.diag(wl + wu) + reg * jnp.eye(n, dtype=dtype)
             kkt = jnp.block([[h, qp.A.T], [qp.A, -reg * eye_e]])

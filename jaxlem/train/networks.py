@@ -1,4 +1,5 @@
-"""Actor and critic MLPs (flax linen), action distributions (distrax) and parameter sharing.
+"""Actor and critic MLPs (flax linen), action distributions (distrax; Beta with the loop-free
+sampler of ``distributions``) and parameter sharing.
 
 Inputs are per-agent rows ``[M, N, D]``. Parameter sharing decides how one network is applied
 across the agent axis: ``shared`` (one set of weights, agent id/type features in the input),
@@ -16,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxlem.train.distributions import FastBeta
 
 _ACT = {"tanh": nn.tanh, "relu": nn.relu}
 _EPS = 1e-6
@@ -69,7 +72,7 @@ class ActionHead:
     def _cont(self, out):
         a, b, _ = self._split(out)
         if self.kind == "beta":
-            return distrax.Beta(nn.softplus(a) + 1.0, nn.softplus(b) + 1.0)
+            return FastBeta(nn.softplus(a) + 1.0, nn.softplus(b) + 1.0)
         return distrax.Normal(a, jnp.exp(jnp.clip(b, -5.0, 2.0)))
 
     def sample(self, out, key):
