@@ -169,6 +169,12 @@ def _linear(name):
     return net.replace(gen_c2=jnp.zeros_like(net.gen_c2))
 
 
+def _f64(net):
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, net
+    )
+
+
 def _compare(sol, ref, *, rel, lmp_abs, mw_abs, unique=True):
     """Cost, LMPs and (where unique) dispatch against HiGHS. When load is shed, every shedding
     bus prices at VOLL and the split of shed among them is not unique: total shed is compared,
@@ -206,10 +212,7 @@ def case5_instances():
 def test_dcopf_case5_float64_matches_highs(case5_instances):
     net0, loads, lims = case5_instances
     with jax.enable_x64(True):
-        net = jax.tree_util.tree_map(
-            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-            net0,
-        )
+        net = _f64(net0)
         solve = jax.jit(jax.vmap(lambda ld, lm: solve_dcopf(net, ld, line_limit_mw=lm)))
         sols = jax.tree_util.tree_map(np.asarray, solve(jnp.asarray(loads), jnp.asarray(lims)))
     assert sols.converged.all()
@@ -251,10 +254,7 @@ def test_dcopf_linear_cases_cost_and_lmp(name):
     """Linear-cost LPs: dispatch may be non-unique (equal costs), so cost and LMPs are checked."""
     net = _linear(name)
     with jax.enable_x64(True):
-        net64 = jax.tree_util.tree_map(
-            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-            net,
-        )
+        net64 = _f64(net)
         sol = jax.jit(lambda n: solve_dcopf(n, iters=60))(net64)
         sol = jax.tree_util.tree_map(np.asarray, sol)
     ref = dcopf_highs(net, np.asarray(net.bus_load_mw))
@@ -263,21 +263,26 @@ def test_dcopf_linear_cases_cost_and_lmp(name):
 
 
 # ---------------------------------------------------------------------------------- SCED
-def test_sced_case5_random_offers_match_highs():
-    net = load_case("case5")
-    rng = np.random.default_rng(2)
+def _random_offers(net, seed: int, n: int):
+    """n case5 instances: loads 0.4-1.3x base, three sorted offer blocks per unit priced 1-3x
+    its cost. Returns (loads [n, B], prices [n, G, 3], mw [n, G, 3], pmin [G])."""
+    rng = np.random.default_rng(seed)
     base = np.asarray(net.bus_load_mw, np.float64)
     cost = np.asarray(net.gen_c1, np.float64)
     pmin, pmax = np.asarray(net.gen_pmin_mw), np.asarray(net.gen_pmax_mw)
+    ng = len(cost)
+    prices = cost[None, :, None] * (1 + 2 * np.sort(rng.random((n, ng, 3)), axis=-1))
+    mw = np.broadcast_to(((pmax - pmin) / 3)[None, :, None], (n, ng, 3)).copy()
+    loads = base * rng.uniform(0.4, 1.3, size=(n, len(base)))
+    return loads, prices, mw, pmin
+
+
+def test_sced_case5_random_offers_match_highs():
+    net = load_case("case5")
     n = 50
-    prices = cost[None, :, None] * (1 + 2 * np.sort(rng.random((n, 5, 3)), axis=-1))
-    mw = np.broadcast_to(((pmax - pmin) / 3)[None, :, None], (n, 5, 3)).copy()
-    loads = base * rng.uniform(0.4, 1.3, size=(n, 5))
+    loads, prices, mw, pmin = _random_offers(net, seed=2, n=n)
     with jax.enable_x64(True):
-        net64 = jax.tree_util.tree_map(
-            lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
-            net,
-        )
+        net64 = _f64(net)
         solve = jax.jit(jax.vmap(lambda ld, p, q: solve_sced(net64, ld, p, q, pmin_mw=pmin)))
         sols = jax.tree_util.tree_map(np.asarray, solve(loads, prices, mw))
     assert sols.converged.all()
@@ -305,12 +310,6 @@ def test_sced_price_responsive_demand():
 
 
 # ------------------------------------------------------------------------- differentiation
-def _f64(net):
-    return jax.tree_util.tree_map(
-        lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, net
-    )
-
-
 def _central(f, x, h):
     out = np.zeros(x.shape)
     for i in range(x.size):
@@ -502,14 +501,8 @@ def test_boxosqp_case5_float64_matches_highs(case5_instances):
 def test_boxosqp_sced_random_offers_float32_match_highs():
     pytest.importorskip("jaxopt")
     net = load_case("case5")
-    rng = np.random.default_rng(3)
-    base = np.asarray(net.bus_load_mw, np.float64)
-    cost = np.asarray(net.gen_c1, np.float64)
-    pmin, pmax = np.asarray(net.gen_pmin_mw), np.asarray(net.gen_pmax_mw)
     n = 40
-    prices = cost[None, :, None] * (1 + 2 * np.sort(rng.random((n, 5, 3)), axis=-1))
-    mw = np.broadcast_to(((pmax - pmin) / 3)[None, :, None], (n, 5, 3)).copy()
-    loads = base * rng.uniform(0.4, 1.3, size=(n, 5))
+    loads, prices, mw, pmin = _random_offers(net, seed=3, n=n)
     solve = jax.jit(
         jax.vmap(lambda ld, p, q: solve_sced(net, ld, p, q, pmin_mw=pmin, backend="boxosqp"))
     )

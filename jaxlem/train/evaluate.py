@@ -154,28 +154,25 @@ def compare(
     num_seeds = jax.tree_util.tree_leaves(runners)[0].shape[0]
 
     def pooled_kpis(states):
+        """KPI samples of every seed's policy, pooled seed-major like ``np.tile`` below."""
+        policy = trained_policy(core)
         per_seed = [
-            episode_kpis(env, {"p": (trained_policy(core), seed_slice(states, i))}, bank, seed + 1)[
-                "p"
-            ]
+            episode_kpis(env, {"p": (policy, seed_slice(states, i))}, bank, seed + 1)["p"]
             for i in range(num_seeds)
         ]
         return {k: np.concatenate([t[k] for t in per_seed]) for k in per_seed[0]}
 
     pooled = pooled_kpis(runners)
-    base = episode_kpis(env, baselines, bank, seed + 1)
+    # baselines do not depend on the seed: one sample per scenario, tiled in the paired rows
+    samples = {} if initial is None else {"untrained": pooled_kpis(initial)}
+    samples.update(episode_kpis(env, baselines, bank, seed + 1))
     table = {"trained": summarize(pooled)}
-    if initial is not None:
-        untrained = pooled_kpis(initial)
-        table["untrained"] = summarize(untrained)
-        untrained_ret = untrained["mean_agent_return"]
-    table.update({name: summarize(v) for name, v in base.items()})
-    others = {name: np.tile(v["mean_agent_return"], num_seeds) for name, v in base.items()}
-    if initial is not None:
-        others = {"untrained": untrained_ret, **others}
+    table.update({name: summarize(v) for name, v in samples.items()})
+    mine = pooled["mean_agent_return"]
     paired = {}
-    for name, ret in others.items():
-        row = summarize({"diff": pooled["mean_agent_return"] - ret})
+    for name, v in samples.items():
+        ret = v["mean_agent_return"]
+        row = summarize({"diff": mine - np.tile(ret, mine.size // ret.size)})
         row["z"] = row["diff"] / max(row["diff_se"], 1e-12)
         paired[name] = row
     return {"table": table, "paired": paired}
