@@ -70,3 +70,10 @@ def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name}: got {value!r}; allowed: one of {', '.join(map(str, choices))}")
     return value
+
+
+def check_number(name: str, value) -> float:
+    """Check that a scalar setting is a real number (not a string, list or bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name}: got {value!r}; allowed: a number")
+    return float(value)

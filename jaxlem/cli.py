@@ -84,13 +84,13 @@ def baselines_main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=baselines_main.__doc__)
     ap.add_argument("--num-agents", type=int, default=10)
     ap.add_argument("--scenarios", type=int, default=64, help="held-out scenarios (batch)")
-    ap.add_argument("--rule", default="average")
+    ap.add_argument("--rule", default=None, help="pricing rule (default: the preset's or average)")
     ap.add_argument("--scenario", default=None, help="preset name, e.g. case2-monopoly")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="results folder (default outputs/baselines/<time>)")
     args = ap.parse_args(argv)
 
-    kwargs = {"rule": args.rule}
+    kwargs = {"rule": args.rule} if args.rule else {}
     if args.scenario:
         env = jaxlem.make("lem-v0", scenario=args.scenario, **kwargs)
     else:

@@ -116,3 +116,26 @@ def gencos_episode_kpis(info: dict, reward: jax.Array, planner_info: dict) -> di
 def exploitability_proxy(best_response_profit: jax.Array, profit: jax.Array) -> jax.Array:
     """max_i [BR_i(pi_-i) - pi_i]: how much the best single deviator could gain."""
     return jnp.max(best_response_profit - profit)
+
+
+def tradable_share(gen_kwh: jax.Array, demand_kwh: jax.Array) -> jax.Array:
+    """Share of demand that peers could trade with batteries idle:
+    ``sum_t min(sum_i surplus_it, sum_i deficit_it) / sum_it demand_it`` over [..., T, N] arrays
+    (a community where everyone sells or everyone buys at the same hour has no P2P market)."""
+    x = gen_kwh - demand_kwh
+    surplus = jnp.sum(jnp.maximum(x, 0.0), axis=-1)
+    deficit = jnp.sum(jnp.maximum(-x, 0.0), axis=-1)
+    tradable = jnp.sum(jnp.minimum(surplus, deficit), axis=-1)
+    return _safe_div(tradable, jnp.sum(demand_kwh, axis=(-2, -1)))
+
+
+def mean_pairwise_correlation(series: jax.Array) -> jax.Array:
+    """Mean Pearson correlation over distinct pairs of the columns of ``series`` [T, N] (pairs
+    with a constant column count as 0)."""
+    x = series - jnp.mean(series, axis=0)
+    norm = jnp.sqrt(jnp.sum(x * x, axis=0))
+    unit = _safe_div(x, norm)
+    corr = unit.T @ unit  # [N, N] of a small community's agents, outside any step
+    n = series.shape[-1]
+    off = jnp.sum(corr) - jnp.sum(jnp.diagonal(corr))
+    return _safe_div(off, n * (n - 1))

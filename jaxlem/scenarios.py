@@ -1,58 +1,138 @@
-"""Scenario presets of DOMAIN.md 1.10, constructible by name: ``jaxlem.make("lem-v0",
-scenario="case2-monopoly")``.
+"""Scenario presets (the seed case studies), constructible by name:
+``jaxlem.make("lem-v0", scenario="case2-monopoly")``.
 
-Sizes follow the seed case studies: an agent of ``P`` kW has a battery of ``ratio * P`` kWh (power
-limit 0.5 C) and a mean demand of ``demand_mult * P * CF`` kW, where CF is the mean of the clear-sky
-PV shape (about 0.2 for 24 x 1 h), so ``demand_mult = 1`` means a day's demand equals a clear day's
-PV energy. Degradation costs (currency/MWh of throughput) differ by technology in case 5.
+A case-2/case-5 preset is a list of sites. A site of ``P`` kW of PV has a battery of
+``ratio * P`` kWh (power limit 0.5 C) and a mean demand of ``demand_mult * P * CF``, where CF is
+the mean output per kW of its PV orientation over a clear day (the 90th percentile of the year's
+days in the profile bank), so ``demand_mult = 1`` means a day's demand equals a clear day's PV
+energy. Each site holds a PV orientation and a
+demand kind fitting its role (homes, offices, shops, farms; panels facing east, south, west), so
+the community has sellers and buyers at the same hour. Where the seed draws a size from a range,
+the range is data: ``default_params`` uses its midpoint, ``sample_params`` draws it per scenario.
+Degradation costs (currency/MWh of throughput) differ by technology in case 5.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxlem import profiles
+from jaxlem.envs.population import PROSUMER
 from jaxlem.market.pricing import RULES
+from jaxlem.profiles.kinds import kind_index
 
-# name: (pv_kw, battery ratio, eta, (soc_min, soc_max), demand mult, degradation, profile column)
-_Row = tuple[float, float, float, tuple[float, float], float, float, int]
+
+class Site(NamedTuple):
+    """One agent of a preset: PV size range (kW), battery ratio (kWh per kW of PV), efficiency,
+    SOC window, demand multiplier, degradation cost (currency/MWh), PV orientation, demand kind."""
+
+    kw: tuple[float, float]
+    ratio: float
+    eta: float
+    soc: tuple[float, float]
+    mult: float
+    deg: float
+    pv: str
+    demand: str
+
+
 _DEF_SOC = (0.1, 0.9)
 
 
-def _rows(kws, ratio, eta, soc, mult, deg=20.0, col=0) -> list[_Row]:
-    seq = lambda v: v if isinstance(v, list | tuple) and len(v) == len(kws) else [v] * len(kws)  # noqa: E731
-    return list(
-        zip(kws, seq(ratio), seq(eta), [soc] * len(kws), seq(mult), seq(deg), seq(col), strict=True)
-    )
+def _s(kw, ratio, eta, soc, mult, pv, demand, deg=20.0) -> Site:
+    kw = (float(kw), float(kw)) if np.isscalar(kw) else (float(kw[0]), float(kw[1]))
+    return Site(kw, ratio, eta, soc, mult, deg, pv, demand)
 
 
-_CASE2 = {
-    "balanced": _rows([40, 44, 48, 52, 56, 60], 0.5, 0.95, _DEF_SOC, 1.2),
-    "monopoly": _rows([300], 0.5, 0.98, (0.2, 0.8), 0.7)
-    + _rows([20, 24, 27, 31, 35], 0.6, 0.90, _DEF_SOC, 1.5),
-    "oligopoly": _rows([100, 125, 150], 0.7, 0.95, (0.15, 0.85), [1.1, 1.3, 1.3])
-    + _rows([20, 32, 45], 0.5, 0.90, _DEF_SOC, 1.4),
-    "cooperative": _rows([200], 0.5, 0.97, _DEF_SOC, 0.6)
-    + _rows([60, 45, 35, 25, 40], 0.6, 0.92, _DEF_SOC, 1.3),
+_AROUND_60 = (50.0, 75.0)  # the seed's 60 + U(-10, 15) kW
+
+
+def _group(kw, ratio, eta, soc, mult, roles, deg=20.0) -> list[Site]:
+    """Sites sharing sizes and storage specs, one per (PV orientation, demand kind) role."""
+    return [_s(kw, ratio, eta, soc, mult, pv, dem, deg) for pv, dem in roles]
+
+
+# Roles mix daytime businesses (offices g1, shops g4), homes (h0, with a heat pump or an EV),
+# farms (l0, l1) and continuous loads (g3) with panels facing east, south and west, so that some
+# sites buy while others sell at the same hour.
+_SEVEN = [
+    ("east", "g1"),
+    ("west", "g1"),
+    ("south", "heat_pump"),
+    ("west", "g4"),
+    ("south", "h0"),
+    ("east", "ev"),
+    ("west", "heat_pump"),
+]
+_CASE2: dict[str, list[Site]] = {
+    "balanced": _group(
+        (40, 60), 0.5, 0.95, _DEF_SOC, 1.2,
+        [("east", "g1"), ("west", "g4"), ("south", "l0"), ("east", "heat_pump"), ("west", "ev"),
+         ("southwest", "g1")],
+    ),
+    "monopoly": _group(300, 0.5, 0.98, (0.2, 0.8), 0.7, [("south", "l0")])
+    + _group(
+        (20, 35), 0.6, 0.90, _DEF_SOC, 1.5,
+        [("east", "g1"), ("west", "g4"), ("southwest", "heat_pump"), ("east", "ev"),
+         ("west", "g0")],
+    ),
+    "oligopoly": _group((100, 150), 0.7, 0.95, (0.15, 0.85), 1.1, [("south", "l1")])
+    + _group((100, 150), 0.7, 0.95, (0.15, 0.85), 1.3, [("east", "heat_pump"), ("west", "g1")])
+    + _group(
+        (20, 45), 0.5, 0.90, _DEF_SOC, 1.4, [("west", "ev"), ("east", "g1"), ("southwest", "g4")]
+    ),
+    "cooperative": _group(200, 0.5, 0.97, (0.2, 0.8), 0.6, [("south", "g3")])  # community plant
+    + [
+        _s(kw, 0.6, 0.92, _DEF_SOC, 1.3, pv, dem)
+        for kw, pv, dem in [
+            (60, "east", "g1"),
+            (45, "west", "g4"),
+            (35, "southwest", "heat_pump"),
+            (25, "east", "ev"),
+            (40, "west", "h0"),
+        ]
+    ],
+}  # fmt: skip
+_CASE5: dict[str, list[Site]] = {
+    "no_battery": _group(_AROUND_60, 0.0, 0.95, _DEF_SOC, 1.0, _SEVEN),
+    "small": _group(_AROUND_60, 0.3, 0.92, (0.15, 0.85), 1.0, _SEVEN),
+    "large": _group(_AROUND_60, 0.8, 0.95, (0.1, 0.9), 1.0, _SEVEN),
+    "mixed": [
+        _s(100, 1.0, 0.96, _DEF_SOC, 1.0, "south", "g3"),  # community storage
+        _s(70, 0.6, 0.94, _DEF_SOC, 1.0, "east", "heat_pump"),  # prosumers
+        _s(65, 0.5, 0.93, _DEF_SOC, 1.0, "west", "h0"),
+        _s(50, 0.4, 0.97, _DEF_SOC, 1.0, "east", "g1"),  # efficient
+        _s(45, 0.3, 0.97, _DEF_SOC, 1.0, "west", "g4"),
+        _s(55, 0.0, 0.95, _DEF_SOC, 1.0, "southwest", "ev"),  # no storage
+        _s(40, 1.5, 0.95, _DEF_SOC, 1.0, "west", "g1"),  # storage-heavy
+    ],
+    # morning-peak generators face east, afternoon ones west; the evening-demand sites are an
+    # evening business and EV charging; the coordinator a shop with south-east panels
+    "strategic": [
+        _s(80, 0.7, 0.95, _DEF_SOC, 1.0, "east", "heat_pump"),
+        _s(75, 0.6, 0.95, _DEF_SOC, 1.0, "east", "g1"),
+        _s(85, 0.8, 0.95, _DEF_SOC, 1.0, "west", "g1"),
+        _s(70, 0.5, 0.95, _DEF_SOC, 1.0, "west", "h0"),
+        _s(50, 0.9, 0.95, _DEF_SOC, 1.0, "south", "g2"),
+        _s(45, 1.0, 0.95, _DEF_SOC, 1.0, "southwest", "ev"),
+        _s(60, 1.2, 0.95, _DEF_SOC, 1.0, "southeast", "g4"),
+    ],
+    "degradation": [
+        _s(70, 0.6, 0.98, (0.05, 0.95), 1.0, "south", "h0", 15.0),  # premium
+        _s(65, 0.5, 0.97, (0.05, 0.95), 1.0, "east", "g1", 15.0),
+        _s(60, 0.5, 0.93, (0.15, 0.85), 1.0, "west", "g4", 30.0),  # standard
+        _s(55, 0.4, 0.92, (0.15, 0.85), 1.0, "west", "heat_pump", 30.0),
+        _s(50, 0.4, 0.88, (0.25, 0.75), 1.0, "east", "ev", 60.0),  # aging
+        _s(45, 0.3, 0.87, (0.25, 0.75), 1.0, "southwest", "g1", 60.0),
+        _s(58, 0.6, 0.94, (0.3, 0.7), 1.0, "southeast", "l0", 25.0),  # conservative
+    ],
 }
-_CASE5 = {
-    "no_battery": _rows([50, 55, 58, 60, 62, 65, 70], 0.0, 0.95, _DEF_SOC, 1.0),
-    "small": _rows([50, 55, 58, 60, 62, 65, 70], 0.3, 0.92, (0.15, 0.85), 1.0),
-    "large": _rows([50, 55, 58, 60, 62, 65, 70], 0.8, 0.95, (0.1, 0.9), 1.0),
-    "mixed": _rows([100], 1.0, 0.96, _DEF_SOC, 1.0)
-    + _rows([70, 65], [0.6, 0.5], [0.94, 0.93], _DEF_SOC, 1.0)
-    + _rows([50, 45], [0.4, 0.3], 0.97, _DEF_SOC, 1.0)
-    + _rows([55], 0.0, 0.95, _DEF_SOC, 1.0)
-    + _rows([40], 1.5, 0.95, _DEF_SOC, 1.0),
-    # columns: 0 midday PV, 1 morning-peak PV, 2 afternoon-peak PV, 3 evening-heavy demand
-    "strategic": _rows([80, 75], [0.7, 0.6], 0.95, _DEF_SOC, 1.0, col=1)
-    + _rows([85, 70], [0.8, 0.5], 0.95, _DEF_SOC, 1.0, col=2)
-    + _rows([50, 45], [0.9, 1.0], 0.95, _DEF_SOC, 1.0, col=3)
-    + _rows([60], 1.2, 0.95, _DEF_SOC, 1.0),
-    "degradation": _rows([70, 65], [0.6, 0.5], [0.98, 0.97], (0.05, 0.95), 1.0, 15.0)
-    + _rows([60, 55], [0.5, 0.4], [0.93, 0.92], (0.15, 0.85), 1.0, 30.0)
-    + _rows([50, 45], [0.4, 0.3], [0.88, 0.87], (0.25, 0.75), 1.0, 60.0)
-    + _rows([58], 0.6, 0.94, (0.3, 0.7), 1.0, 25.0),
+_MARKET = {  # price range (currency/MWh) and connection limit (kW)
+    "case2": dict(prices=(30.0, 300.0), conn=2000.0),
+    "case5": dict(prices=(35.0, 280.0), conn=1200.0),
 }
 _CASE3 = {  # DSO interventions at a moderate strength; sweep the named field for a study
     "dynamic_tariff": {"dynamic_tariff_slope": 0.5},
@@ -73,87 +153,114 @@ def names() -> tuple[str, ...]:
     return tuple(out)
 
 
+def sites(name: str) -> list[Site]:
+    """The sites of a case-2/case-5 preset (empty for the population-drawn presets)."""
+    case, _, variant = name.partition("-")
+    return {"case2": _CASE2, "case5": _CASE5}.get(case, {}).get(variant, [])
+
+
+def static_settings(name: str) -> dict:
+    """The static settings a preset sets on the env (they win over the env's defaults; settings
+    the user passes explicitly win over them)."""
+    if name not in names():
+        raise ValueError(f"scenario: got {name!r}; allowed: one of {', '.join(names())}")
+    case, _, variant = name.partition("-")
+    if case == "case1":
+        return {"rule": variant}
+    if case in ("case2", "case5"):
+        return {"num_agents": len(sites(name)), "grid_mode": "capacity"}
+    if case == "case6" and variant == "informed":
+        return {"global_obs": True}
+    return {}
+
+
 def make_env(name: str, **kwargs):
     """The env of preset ``name`` (static settings may be overridden by keyword)."""
     from jaxlem.envs.lem import LEMEnv
 
-    if name not in names():
-        raise ValueError(f"scenario: got {name!r}; allowed: one of {', '.join(names())}")
-    case, _, variant = name.partition("-")
-    static: dict = {}
-    if case == "case1":
-        static["rule"] = variant
-    elif case in ("case2", "case5"):
-        static["num_agents"] = len((_CASE2 if case == "case2" else _CASE5)[variant])
-        static["grid_mode"] = "capacity"
-    elif case == "case6" and variant == "informed":
-        static["global_obs"] = True
-    return LEMEnv(**{**static, **kwargs, "scenario": name})
+    return LEMEnv(**{**static_settings(name), **kwargs, "scenario": name})
+
+
+def _overrides(env) -> dict:
+    """Numeric params a preset sets besides its agents."""
+    case, _, variant = env.scenario.partition("-")
+    if case in _MARKET:
+        lo, hi = _MARKET[case]["prices"]
+        conn = np.float32(_MARKET[case]["conn"])
+        return dict(
+            min_price=np.float32(lo),
+            max_price=np.float32(hi),
+            import_limit_kw=conn,
+            export_limit_kw_total=conn,
+        )
+    if case == "case3":
+        over = {k: np.float32(v) for k, v in _CASE3[variant].items()}
+        if "export_limit_kw" in over:
+            over["export_limit_kw"] = np.full(env.num_agents, over["export_limit_kw"], np.float32)
+        return over
+    if case == "case6":
+        return {"coop_alpha": np.float32(0.5)}
+    return {}
+
+
+def _site_fields(env, rows: list[Site], kw: jax.Array) -> dict:
+    """Per-agent params of the sites ``rows`` with PV sizes ``kw`` ([..., N] kW)."""
+    if len(rows) != env.num_agents:
+        raise ValueError(
+            f"num_agents: got {env.num_agents}; scenario {env.scenario!r} has {len(rows)} agents"
+        )
+    pv_kind = np.asarray([kind_index("pv kind", r.pv, env.pv_kinds) for r in rows], np.int32)
+    dem_kind = np.asarray(
+        [kind_index("demand kind", r.demand, env.demand_kinds) for r in rows], np.int32
+    )
+    cf = env.clear_day_factors()[pv_kind]
+    arr = lambda f: np.asarray([getattr(r, f) for r in rows], np.float32)  # noqa: E731
+    ratio, eta, mult = arr("ratio"), arr("eta"), arr("mult")
+    soc = np.asarray([r.soc for r in rows], np.float32)
+    shape = jnp.shape(kw)
+    full = lambda v: jnp.broadcast_to(jnp.asarray(v), shape)  # noqa: E731
+    return dict(
+        pv_kw=kw,
+        demand_kw=mult * kw * np.float32(cf),
+        bat_kwh=ratio * kw,
+        bat_kw=0.5 * ratio * kw,
+        eta_c=full(eta),
+        eta_d=full(eta),
+        soc_min=full(soc[:, 0]),
+        soc_max=full(soc[:, 1]),
+        soc_init=full(soc.mean(axis=1)),
+        degradation_cost=full(arr("deg")),
+        pv_kind=full(pv_kind),
+        demand_kind=full(dem_kind),
+        agent_type=full(np.full(len(rows), PROSUMER, np.int32)),  # every preset site has PV
+        disp_kw=jnp.zeros(shape, jnp.float32),
+        disp_cost=jnp.zeros(shape, jnp.float32),
+        self_discharge=jnp.zeros(shape, jnp.float32),
+        export_limit_kw=jnp.full(shape, jnp.inf, jnp.float32),
+        node=jnp.zeros(shape, jnp.int32),
+        feeder=jnp.zeros(shape, jnp.int32),
+    )
 
 
 def preset_params(env):
-    """Default params of ``env.scenario`` (called by ``LEMEnv.default_params``)."""
-    import jax
-
-    case, _, variant = env.scenario.partition("-")
+    """Default params of ``env.scenario`` (called by ``LEMEnv.default_params``): sizes at the
+    midpoint of their ranges."""
+    rows = sites(env.scenario)
     key = jax.random.PRNGKey(0)
-    if case in ("case2", "case5"):
-        rows = (_CASE2 if case == "case2" else _CASE5)[variant]
-        if len(rows) != env.num_agents:
-            raise ValueError(
-                f"num_agents: got {env.num_agents}; scenario {env.scenario!r} "
-                f"has {len(rows)} agents"
-            )
-        prices = (30.0, 300.0) if case == "case2" else (35.0, 280.0)
-        conn = 2000.0 if case == "case2" else 1200.0
-        return env.make_params(
-            key,
-            **_agent_fields(env, rows, with_columns=case == "case5"),
-            min_price=np.float32(prices[0]),
-            max_price=np.float32(prices[1]),
-            import_limit_kw=np.float32(conn),
-            export_limit_kw_total=np.float32(conn),
-        )
-    if case == "case3":
-        over = dict(_CASE3[variant])
-        if "export_limit_kw" in over:
-            over["export_limit_kw"] = np.full(env.num_agents, over["export_limit_kw"], np.float32)
-        return env.make_params(key, **{k: np.asarray(v, np.float32) for k, v in over.items()})
-    if case == "case6":
-        return env.make_params(key, coop_alpha=np.float32(0.5))
-    return env.make_params(key)
+    if not rows:
+        return env.make_params(key, **_overrides(env))
+    kw = np.asarray([0.5 * (r.kw[0] + r.kw[1]) for r in rows], np.float32)
+    return env.make_params(key, **_site_fields(env, rows, jnp.asarray(kw)), **_overrides(env))
 
 
-def _agent_fields(env, rows: list[_Row], with_columns: bool) -> dict:
-    t, dt = env.num_steps, env.dt_h
-    pv = profiles.pv_shape(t, dt)
-    dem = profiles.demand_shape(t, dt)
-    cf = float(np.mean(pv))
-    arr = lambda i: np.asarray([r[i] for r in rows], np.float32)  # noqa: E731
-    kw, ratio, eta, mult, deg = arr(0), arr(1), arr(2), arr(4), arr(5)
-    soc = np.asarray([r[3] for r in rows], np.float32)
-    fields = dict(
-        pv_kw=kw,
-        demand_kw=mult * kw * cf,
-        bat_kwh=ratio * kw,
-        bat_kw=0.5 * ratio * kw,
-        eta_c=eta,
-        eta_d=eta,
-        soc_min=soc[:, 0],
-        soc_max=soc[:, 1],
-        soc_init=soc.mean(axis=1),
-        degradation_cost=deg,
-        profile_col=np.zeros(len(rows), np.int32),
-        agent_type=np.where(kw > 0, 1, 0).astype(np.int32),
-        disp_kw=np.zeros(len(rows), np.float32),
-    )
-    if with_columns:
-        steps_per_h = max(int(round(1.0 / dt)), 1)
-        evening = dem**1.5 * np.roll(np.ones_like(dem), 0)
-        evening = evening / evening.mean()
-        fields["pv_table"] = np.stack(
-            [pv, np.roll(pv, -2 * steps_per_h), np.roll(pv, 2 * steps_per_h), pv]
-        )
-        fields["demand_table"] = np.stack([dem, dem, dem, evening])
-        fields["profile_col"] = np.asarray([r[6] for r in rows], np.int32)
-    return fields
+def preset_bank(env, key: jax.Array, num: int):
+    """``num`` scenarios of ``env.scenario``: case-2/5 sizes drawn from their ranges per
+    scenario; population-drawn presets draw a community per scenario."""
+    rows = sites(env.scenario)
+    if not rows:
+        keys = jax.random.split(key, num)
+        return env.assemble_bank(jax.vmap(env.draw_population)(keys), num, **_overrides(env))
+    lo = np.asarray([r.kw[0] for r in rows], np.float32)
+    hi = np.asarray([r.kw[1] for r in rows], np.float32)
+    kw = lo + jax.random.uniform(key, (num, len(rows))) * (hi - lo)
+    return env.assemble_bank(_site_fields(env, rows, kw), num, **_overrides(env))

@@ -225,7 +225,18 @@ def test_determinism_and_independent_profiles():
     dem_unit = np.asarray(s1.demand / params.demand_kw)
     assert len(np.unique(np.round(dem_unit, 6))) == env.num_agents, "agents share a profile"
     assert not np.allclose(s1.demand, s3.demand), "episodes repeat across resets"
-    assert len(np.unique(np.round(np.asarray(s1.pv_day), 6))) == env.num_agents
+    assert len(np.unique(np.round(np.asarray(s1.demand_day), 6))) == env.num_agents
+    # the shape is drawn too: random kinds (-1) give each agent its own kind at every reset
+    free = params.replace(
+        pv_kind=-jnp.ones_like(params.pv_kind), demand_kind=-jnp.ones_like(params.demand_kind)
+    )
+    kinds = [env.reset(jax.random.PRNGKey(k), free)[1].demand_kind for k in range(4)]
+    assert len({tuple(np.asarray(k)) for k in kinds}) == 4
+    assert all(len(np.unique(np.asarray(k))) > 1 for k in kinds)
+    # synthetic shapes: independent daily cloud factors per agent
+    syn = LEMEnv(num_agents=8, profile_source="synthetic")
+    _, s4 = syn.reset(jax.random.PRNGKey(3), syn.default_params)
+    assert len(np.unique(np.round(np.asarray(s4.pv_day), 6))) == syn.num_agents
 
 
 def test_csv_profiles_drive_the_env(tmp_path):
@@ -238,12 +249,13 @@ def test_csv_profiles_drive_the_env(tmp_path):
             fh.write(f"{r[0]:.6f},{r[1]:.6f}\n")
     table = profiles.load_profile_csv(path, t, 1.0)  # 15-min file into an hourly env
     assert table.shape == (2, t)
-    env = LEMEnv(num_agents=4)
+    env = LEMEnv(num_agents=4, profile_source="synthetic")
     params = env.make_params(
         jax.random.PRNGKey(0),
         pv_table=table,
         demand_table=np.ones((1, t), np.float32),
-        profile_col=np.array([0, 1, 0, 1], np.int32),
+        pv_kind=np.array([0, 1, 0, 1], np.int32),
+        demand_kind=np.zeros(4, np.int32),
         pv_kw=np.full(4, 5.0, np.float32),
         cloudiness=np.float32(0.0),
         pv_noise=np.float32(0.0),
@@ -263,9 +275,10 @@ def test_csv_profiles_drive_the_env(tmp_path):
 
 
 def test_dispatchable_unsold_energy_is_not_produced():
-    env = LEMEnv(num_agents=2, num_steps=4, tariff="fixed")
+    env = LEMEnv(num_agents=2, num_steps=4, tariff="fixed", profile_source="synthetic")
     params = env.make_params(
         jax.random.PRNGKey(0),
+        demand_kind=np.zeros(2, np.int32),
         pv_kw=np.zeros(2, np.float32),
         disp_kw=np.array([10.0, 0.0], np.float32),
         disp_cost=np.array([500.0, 0.0], np.float32),  # above every FiT

@@ -1,10 +1,10 @@
-"""Tests for jaxlem.scenarios: every preset of DOMAIN.md 1.10 builds and carries the sizes the
-case studies specify.
+"""Tests for jaxlem.scenarios: every preset builds and carries the sizes the case studies specify.
 
 An agent of ``P`` kW has a battery of ``ratio * P`` kWh with a 0.5 C power limit and a mean demand
-``mult * P * CF`` kW (CF = mean clear-sky PV shape), so the battery ratio is ``bat_kwh / pv_kw`` and
-the demand multiplier ``demand_kw / (pv_kw * CF)``. Building params does not compile a step; only
-two smoke tests (one case-2 and one case-5 preset) reset and step once.
+``mult * P * CF`` kW (CF = clear-day output per kW of the agent's PV orientation), so the battery
+ratio is ``bat_kwh / pv_kw`` and the demand multiplier ``demand_kw / (pv_kw * CF)``. Building
+params does not compile a step; only two smoke tests (one case-2 and one case-5 preset) reset
+and step once.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import numpy as np
 import pytest
 
 import jaxlem
-from jaxlem import profiles, scenarios
+from jaxlem import scenarios
 from jaxlem.market.pricing import RULES
 
 NAMES = scenarios.names()
-CF = float(np.mean(profiles.pv_shape(24, 1.0)))
 
 
 def fields(env) -> dict[str, np.ndarray]:
     p = env.default_params
-    return {k: np.asarray(v) for k, v in vars(p).items()}
+    out = {k: np.asarray(v) for k, v in vars(p).items() if k != "network"}
+    out["cf"] = env.clear_day_factors()[out["pv_kind"]]
+    return out
 
 
 def ratio(p):
@@ -31,7 +32,7 @@ def ratio(p):
 
 
 def demand_mult(p):
-    return p["demand_kw"] / (p["pv_kw"] * CF)
+    return p["demand_kw"] / (p["pv_kw"] * p["cf"])
 
 
 # --------------------------------------------------------------------------- names and building
@@ -95,8 +96,7 @@ def test_static_override_keeps_the_preset_agents():
 def test_quarter_hour_grid_builds():
     env = scenarios.make_env("case5-strategic", num_steps=96, dt_h=0.25)
     p = fields(env)
-    assert p["pv_table"].shape == (4, 96) and p["demand_table"].shape == (4, 96)
-    assert p["fit_profile"].shape == (96,)
+    assert env.bank.pv.shape[-1] == 365 * 96 and p["fit_profile"].shape == (96,)
 
 
 # --------------------------------------------------------------------------- case 1, 3, 6
@@ -192,6 +192,7 @@ def test_case2_cooperative():
     assert p["pv_kw"][plant] == 200 and p["bat_kwh"][plant] == pytest.approx(100)
     assert p["eta_c"][plant] == pytest.approx(0.97)
     assert demand_mult(p)[plant] == pytest.approx(0.6, rel=1e-5)
+    assert p["soc_min"][plant] == pytest.approx(0.2) and p["soc_max"][plant] == pytest.approx(0.8)
     assert sorted(p["pv_kw"][others].tolist()) == [25, 35, 40, 45, 60]
     np.testing.assert_allclose(ratio(p)[others], 0.6, rtol=1e-6)
     np.testing.assert_allclose(p["eta_c"][others], 0.92, rtol=1e-6)
@@ -214,8 +215,12 @@ def test_case5_common(variant):
     assert p["min_price"] == 35 and p["max_price"] == 280
     assert p["import_limit_kw"] == 1200 and p["export_limit_kw_total"] == 1200
     np.testing.assert_allclose(p["bat_kw"], 0.5 * p["bat_kwh"], rtol=1e-6)
-    assert p["pv_table"].shape[0] == p["demand_table"].shape[0] == 4
-    assert np.all(p["profile_col"] >= 0) and np.all(p["profile_col"] < 4)
+    env_kinds = (len(env.pv_kinds), len(env.demand_kinds))
+    assert np.all((p["pv_kind"] >= 0) & (p["pv_kind"] < env_kinds[0]))
+    assert np.all((p["demand_kind"] >= 0) & (p["demand_kind"] < env_kinds[1]))
+    # a community of different shapes: several orientations and several demand kinds
+    assert len(set(p["pv_kind"].tolist())) >= 2 and len(set(p["demand_kind"].tolist())) >= 3
+    np.testing.assert_allclose(demand_mult(p), 1.0, rtol=1e-5)
 
 
 def test_case5_uniform_variants():
@@ -271,12 +276,14 @@ def test_case5_strategic():
     assert set(got) == set(want)
     for kw, r in want.items():
         assert got[kw][0] == pytest.approx(r, rel=1e-6), kw
-    col = {float(kw): int(c) for kw, c in zip(p["pv_kw"], p["profile_col"], strict=True)}
-    peak = np.argmax(p["pv_table"], axis=1)  # step of the PV peak of each profile column
-    assert peak[col[80]] == peak[col[75]] < peak[col[60]] < peak[col[85]] == peak[col[70]]
-    # evening-demand agents use a column with a larger share of demand after 17 h
-    ev = lambda c: p["demand_table"][c, 17:].sum() / p["demand_table"][c].sum()  # noqa: E731
-    assert ev(col[50]) == ev(col[45]) > ev(col[60])
+    env = scenarios.make_env("case5-strategic")
+    pv = {float(kw): env.pv_kinds[k] for kw, k in zip(p["pv_kw"], p["pv_kind"], strict=True)}
+    assert pv[80] == pv[75] == "east" and pv[85] == pv[70] == "west"  # morning / afternoon
+    # evening-demand agents hold kinds with a larger share of demand after 17 h
+    hourly = env.bank.demand.reshape(len(env.demand_kinds), 365, -1)
+    dem = {float(kw): int(k) for kw, k in zip(p["pv_kw"], p["demand_kind"], strict=True)}
+    ev = lambda kw: hourly[dem[kw], :, 17:].sum() / hourly[dem[kw]].sum()  # noqa: E731
+    assert min(ev(50), ev(45)) > max(ev(80), ev(75), ev(85), ev(60))
 
 
 def test_case5_degradation():

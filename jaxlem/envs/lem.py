@@ -14,8 +14,17 @@ Action per agent (``[N, 3]``, each in [-1, 1]; ``[N, 4]`` with the partner stage
 Non-finite action entries are replaced by 0 (idle battery, mid price, half offered, no partner)
 and everything is clipped to the space, so no action can produce NaN.
 
-The episode is ``num_steps`` steps of one day; all steps trade. The last step terminates the
-episode (a finite-horizon task; ``terminal_soc_value`` pays for energy left in storage).
+PV and demand come from a profile source (static ``profile_source``): ``"bank"`` (default) looks
+them up in a year of 15-minute profiles generated with pvlib and demandlib (``profile_bank``
+names a shipped bank or a file built with ``jaxlem-profiles``): each reset draws a day of the
+year in ``[day_lo, day_hi)`` for the whole community, and each agent reads its own PV
+orientation and demand kind (``pv_kind``, ``demand_kind`` in params). ``"synthetic"`` uses the
+[K, T] shape tables in params instead (one simple shape per kind by default; CSV profiles can be
+loaded into them). Per-agent daily factors and per-step noise go on top in both cases.
+
+The episode is ``num_steps`` steps starting at midnight; all steps trade. The last step
+terminates the episode (a finite-horizon task; ``terminal_soc_value`` pays for energy left in
+storage).
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ from jaxlem.market import clear, dso, pricing
 from jaxlem.market.dso import KWH_PER_MWH
 
 GRID_MODES = ("none", "capacity", "losses", "dcopf")
+PROFILE_SOURCES = ("bank", "synthetic")
 TARIFFS = ("tou", "fixed")
-BASE_OBS_DIM = 20
+BASE_OBS_DIM = 23
 GLOBAL_OBS_DIM = 4
 _EPS = 1e-6
 
@@ -65,12 +75,15 @@ class LEMParams:
     export_limit_kw: jax.Array  # per-site export limit (DSO intervention), inf = none
     node: jax.Array  # int32 bus of the network
     feeder: jax.Array  # int32 feeder index in [0, num_feeders)
-    profile_col: jax.Array  # int32 column of the profile tables; -1 = random at every reset
+    pv_kind: jax.Array  # int32 PV orientation (row of the source's PV kinds); -1 = random per reset
+    demand_kind: jax.Array  # int32 demand kind (row of the source's demand kinds); -1 = random
     agent_type: jax.Array  # int32 label (0 consumer, 1 prosumer, 2 storage, 3 producer)
     # profiles
-    pv_table: jax.Array  # [K, T] per-unit PV shapes
-    demand_table: jax.Array  # [K, T] per-unit demand shapes (mean ~1)
-    cloudiness: jax.Array
+    pv_table: jax.Array  # [K, T] per-unit PV shapes (profile_source="synthetic")
+    demand_table: jax.Array  # [K, T] per-unit demand shapes, mean ~1 (profile_source="synthetic")
+    day_lo: jax.Array  # first day of the year an episode may start on (0 = 1 January)
+    day_hi: jax.Array  # days are drawn uniformly in [day_lo, day_hi), at most 365
+    cloudiness: jax.Array  # daily PV factor 1 - cloudiness * U(0, 1) (synthetic source only)
     demand_day_std: jax.Array
     pv_noise: jax.Array
     demand_noise: jax.Array
@@ -118,7 +131,9 @@ class LEMState:
     forecast_demand: jax.Array  # [N] noisy forecast of next step's demand, kWh
     pv_day: jax.Array  # [N] daily PV factor
     demand_day: jax.Array  # [N] daily demand factor
-    col: jax.Array  # [N] profile column in use
+    pv_kind: jax.Array  # [N] PV orientation in use
+    demand_kind: jax.Array  # [N] demand kind in use
+    day: jax.Array  # int32 day of the year of the episode's first step
     fit: jax.Array  # [T] FiT, currency/MWh
     utility: jax.Array  # [T] utility price, currency/MWh
     last_price: jax.Array  # last clearing price
@@ -146,6 +161,8 @@ class LEMEnv(Environment):
     scenario: str = ""  # preset name (jaxlem.scenarios); "" = agents drawn from ``population``
     tariff: str = "tou"  # "tou": random time-of-use blocks per reset; "fixed": params profiles
     grid_case: str = "ieee34"  # feeder of grid_mode='dcopf' (a bundled case)
+    profile_source: str = "bank"  # "bank": the profile bank; "synthetic": the params tables
+    profile_bank: str = "default"  # a shipped bank's name or the path of a jaxlem-profiles .npz
 
     def __post_init__(self):
         from jaxlem import checks
@@ -157,10 +174,37 @@ class LEMEnv(Environment):
         checks.check_choice("grid_mode", self.grid_mode, GRID_MODES)
         checks.check_int("num_feeders", self.num_feeders, 1)
         checks.check_choice("tariff", self.tariff, TARIFFS)
-        if not isinstance(self.population, pop.Population):
-            raise ValueError(
-                f"population: got {type(self.population).__name__}; allowed: Population"
-            )
+        object.__setattr__(self, "population", pop.Population.from_config(self.population))
+        checks.check_choice("profile_source", self.profile_source, PROFILE_SOURCES)
+        pop.check_kinds(self.population, self.pv_kinds, self.demand_kinds)  # loads the bank
+
+    @cached_property
+    def bank(self) -> profiles.ProfileBank | None:
+        """The profile bank on this env's time grid (None with the synthetic source)."""
+        if self.profile_source != "bank":
+            return None
+        return profiles.load_bank(self.profile_bank, self.dt_h)
+
+    @property
+    def pv_kinds(self) -> tuple[str, ...]:
+        """Names of the PV kinds of the profile source (rows that ``pv_kind`` indexes)."""
+        return self.bank.pv_kinds if self.bank is not None else profiles.PV_KINDS
+
+    @property
+    def demand_kinds(self) -> tuple[str, ...]:
+        """Names of the demand kinds of the profile source (rows that ``demand_kind`` indexes)."""
+        return self.bank.demand_kinds if self.bank is not None else profiles.DEMAND_KIND_NAMES
+
+    def clear_day_factors(self) -> np.ndarray:
+        """Mean per-unit output of each PV kind over a clear day: the 90th percentile of the
+        year's days (bank) or the mean of the clear-sky table (synthetic)."""
+        if self.bank is not None:
+            return self.bank.clear_day_factor()
+        return np.asarray(self._global_defaults()["pv_table"], np.float64).mean(axis=-1)
+
+    def draw_population(self, key: jax.Array) -> dict:
+        """Per-agent fields of one community drawn from ``population`` (pure JAX, vmappable)."""
+        return pop.sample(key, self.num_agents, self.population, self.pv_kinds, self.demand_kinds)
 
     # ---------------------------------------------------------------- params
     @cached_property
@@ -173,7 +217,7 @@ class LEMEnv(Environment):
 
     def make_params(self, key: jax.Array, **overrides) -> LEMParams:
         """Params with agents drawn from ``population`` by ``key``; keyword overrides, validated."""
-        base = self._spread_nodes(pop.sample(key, self.num_agents, self.population), overrides)
+        base = self._spread_nodes(self.draw_population(key), overrides)
         values = {**self._global_defaults(), **base, **overrides}
         params = LEMParams(
             **{k: v if isinstance(v, Network) else jnp.asarray(v) for k, v in values.items()}
@@ -183,20 +227,29 @@ class LEMEnv(Environment):
 
     def sample_params(self, key: jax.Array, num: int) -> LEMParams:
         """A scenario bank: ``num`` independently drawn communities on a leading axis (a preset
-        scenario is repeated; its episodes still differ through the per-reset draws)."""
+        draws the sizes its definition gives as ranges, per scenario)."""
         if self.scenario:
-            return super().sample_params(key, num)
+            from jaxlem import scenarios
+
+            return scenarios.preset_bank(self, key, num)
         keys = jax.random.split(key, num)
-        base = jax.vmap(lambda k: pop.sample(k, self.num_agents, self.population))(keys)
-        base = self._spread_nodes(base, {})
-        scal = self._global_defaults()
-        bank = {
-            k: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (num, *jnp.shape(a))), v)
-            if isinstance(v, Network)
-            else jnp.broadcast_to(jnp.asarray(v), (num, *np.shape(v)))
-            for k, v in scal.items()
-        }
-        params = LEMParams(**{**bank, **base})
+        return self.assemble_bank(jax.vmap(self.draw_population)(keys), num)
+
+    def assemble_bank(self, agents: dict, num: int, **overrides) -> LEMParams:
+        """A bank of ``num`` scenarios from per-agent fields ``agents`` (each [num, N]) and
+        ``overrides`` of any field (broadcast over the bank), the rest at its default."""
+        agents = self._spread_nodes(agents, overrides)
+
+        def spread(values: dict) -> dict:
+            return {
+                k: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (num, *jnp.shape(a))), v)
+                if isinstance(v, Network)
+                else jnp.broadcast_to(jnp.asarray(v), (num, *np.shape(v)))
+                for k, v in values.items()
+            }
+
+        agents = {k: jnp.asarray(v) for k, v in agents.items()}
+        params = LEMParams(**{**spread(self._global_defaults()), **agents, **spread(overrides)})
         self.check_params(params)
         return params
 
@@ -209,9 +262,12 @@ class LEMEnv(Environment):
             np.asarray(v, f32)
             for v in profiles.tou_tariff(jax.random.PRNGKey(0), t, dt, 30.0, 300.0, 0.05, 0.0)
         )
+        pv_table, demand_table = profiles.synthetic_tables(t, dt)
         return dict(
-            pv_table=profiles.pv_shape(t, dt)[None, :],
-            demand_table=profiles.demand_shape(t, dt)[None, :],
+            pv_table=pv_table,
+            demand_table=demand_table,
+            day_lo=f32(0.0),
+            day_hi=f32(365.0),
             cloudiness=f32(0.4),
             demand_day_std=f32(0.15),
             pv_noise=f32(0.1),
@@ -288,8 +344,13 @@ class LEMEnv(Environment):
         m = p.node_distance_km.shape[-1]
         checks.check_range("node", p.node, 0, m - 1)
         checks.check_range("feeder", p.feeder, 0, self.num_feeders - 1)
-        k_prof = max(p.pv_table.shape[-2], p.demand_table.shape[-2])
-        checks.check_range("profile_col", p.profile_col, -1, k_prof - 1)
+        n_pv = len(self.pv_kinds) if self.bank is not None else p.pv_table.shape[-2]
+        n_dem = len(self.demand_kinds) if self.bank is not None else p.demand_table.shape[-2]
+        checks.check_range("pv_kind", p.pv_kind, -1, n_pv - 1)
+        checks.check_range("demand_kind", p.demand_kind, -1, n_dem - 1)
+        checks.check_range("day_lo", p.day_lo, 0.0, 364.0)
+        checks.check_range("day_hi", p.day_hi, 1.0, 365.0)
+        checks.check_order("day_lo", p.day_lo, "day_hi", p.day_hi, strict=True)
         for name in ("pv_table", "demand_table"):
             arr = checks.check_range(name, getattr(p, name), 0.0, np.inf, hi_open=True)
             if arr.shape[-1] != self.num_steps:
@@ -355,13 +416,18 @@ class LEMEnv(Environment):
     # ---------------------------------------------------------------- dynamics
     def reset_env(self, key: jax.Array, params: LEMParams) -> tuple[jax.Array, LEMState]:
         n, t_len = self.num_agents, self.num_steps
-        k_col, k_day, k_tariff, k_draw = jax.random.split(key, 4)
-        n_prof = max(params.pv_table.shape[0], params.demand_table.shape[0])
-        rand_col = jax.random.randint(k_col, (n,), 0, n_prof)
-        col = jnp.where(params.profile_col >= 0, params.profile_col, rand_col)
-        pv_day, dem_day = profiles.draw_day_factors(
-            k_day, n, params.cloudiness, params.demand_day_std
-        )
+        k_kind, k_day, k_tariff, k_draw = jax.random.split(key, 4)
+        n_pv, n_dem = self._num_kinds(params)
+        u = jax.random.uniform(k_kind, (2 * n + 1,), jnp.float32)  # one draw: kinds and day
+        rand_pv = jnp.minimum((u[:n] * n_pv).astype(jnp.int32), n_pv - 1)
+        rand_dem = jnp.minimum((u[n : 2 * n] * n_dem).astype(jnp.int32), n_dem - 1)
+        pv_kind = jnp.where(params.pv_kind >= 0, params.pv_kind, rand_pv)
+        demand_kind = jnp.where(params.demand_kind >= 0, params.demand_kind, rand_dem)
+        day = jnp.floor(params.day_lo + u[2 * n] * (params.day_hi - params.day_lo))
+        day = jnp.clip(day, 0, 364).astype(jnp.int32)
+        # the bank's weather is real: no extra daily cloud factor on top of it
+        cloud = params.cloudiness if self.bank is None else 0.0 * params.cloudiness
+        pv_day, dem_day = profiles.draw_day_factors(k_day, n, cloud, params.demand_day_std)
         if self.tariff == "fixed":
             fit, util = params.fit_profile, params.utility_profile
         else:
@@ -375,7 +441,8 @@ class LEMEnv(Environment):
                 params.tariff_jitter,
             )
         t0 = jnp.zeros((), jnp.int32)
-        gen, dem, fc_gen, fc_dem = self._draw_step(k_draw, t0, col, pv_day, dem_day, params)
+        kinds = (pv_kind, demand_kind, day)
+        gen, dem, fc_gen, fc_dem = self._draw_step(k_draw, t0, kinds, pv_day, dem_day, params)
         mid = 0.5 * (fit[0] + util[0])
         state = LEMState(
             t=t0,
@@ -386,7 +453,9 @@ class LEMEnv(Environment):
             forecast_demand=fc_dem,
             pv_day=pv_day,
             demand_day=dem_day,
-            col=col,
+            pv_kind=pv_kind,
+            demand_kind=demand_kind,
+            day=day,
             fit=fit,
             utility=util,
             last_price=mid,
@@ -399,31 +468,43 @@ class LEMEnv(Environment):
         state = jax.tree_util.tree_map(lambda x: x.astype(_float_or_int(x)), state)
         return self._obs(state, params, jnp.zeros(()), jnp.ones(())), state
 
-    def _draw_step(self, key, t, col, pv_day, dem_day, params):
+    def _num_kinds(self, params: LEMParams) -> tuple[int, int]:
+        if self.bank is not None:
+            return len(self.bank.pv_kinds), len(self.bank.demand_kinds)
+        return params.pv_table.shape[-2], params.demand_table.shape[-2]
+
+    def _unit_profiles(self, kinds, steps, params: LEMParams) -> tuple[jax.Array, jax.Array]:
+        """Per-unit PV and demand [N, S] of every agent at the episode steps ``steps`` [S]."""
+        pv_kind, demand_kind, day = kinds
+        if self.bank is None:
+            pv_rows = (pv_kind % params.pv_table.shape[0])[:, None]
+            dem_rows = (demand_kind % params.demand_table.shape[0])[:, None]
+            return params.pv_table[pv_rows, steps], params.demand_table[dem_rows, steps]
+        # one flat gather from both tables (rows: PV kinds, then demand kinds)
+        n_pv, steps_per_year = self.bank.pv.shape
+        table = jnp.asarray(np.concatenate([self.bank.pv, self.bank.demand]).reshape(-1))
+        idx = (day * self.bank.steps_per_day + steps) % steps_per_year
+        rows = jnp.stack([pv_kind, demand_kind + n_pv], axis=-1)  # [N, 2]
+        values = table[rows[:, :, None] * steps_per_year + idx]  # [N, 2, S]
+        return values[:, 0], values[:, 1]
+
+    def _draw_step(self, key, t, kinds, pv_day, dem_day, params):
         """Realised PV and demand energy (kWh) of step ``t`` for every agent, and noisy
         forecasts of step ``t + 1`` (its expected value times ``1 + forecast_noise * N(0,1)``)."""
-        k_gen, k_dem, k_fg, k_fd = jax.random.split(key, 4)
+        k_pv, k_dem = jax.random.split(key)
         dt = self.dt_h
         t_now = jnp.minimum(t, self.num_steps - 1)
         t_next = jnp.minimum(t + 1, self.num_steps - 1)
-        pv_u = profiles.sample_step(
-            k_gen, _column(params.pv_table, col, t_now), pv_day, params.pv_noise
+        pv, dem = self._unit_profiles(kinds, jnp.stack([t_now, t_next]), params)
+        # [N, 2]: column 0 realised now (its noise), column 1 the forecast of the next step
+        pv = profiles.sample_step(
+            k_pv, pv, pv_day[:, None], jnp.stack([params.pv_noise, params.forecast_noise])
         )
-        dem_u = profiles.sample_step(
-            k_dem, _column(params.demand_table, col, t_now), dem_day, params.demand_noise
+        dem = profiles.sample_step(
+            k_dem, dem, dem_day[:, None], jnp.stack([params.demand_noise, params.forecast_noise])
         )
-        fc_pv = profiles.sample_step(
-            k_fg, _column(params.pv_table, col, t_next), pv_day, params.forecast_noise
-        )
-        fc_dem = profiles.sample_step(
-            k_fd, _column(params.demand_table, col, t_next), dem_day, params.forecast_noise
-        )
-        return (
-            pv_u * params.pv_kw * dt,
-            dem_u * params.demand_kw * dt,
-            fc_pv * params.pv_kw * dt,
-            fc_dem * params.demand_kw * dt,
-        )
+        pv, dem = pv * (params.pv_kw * dt)[:, None], dem * (params.demand_kw * dt)[:, None]
+        return pv[:, 0], dem[:, 0], pv[:, 1], dem[:, 1]
 
     def _sanitize_action(self, action: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         a = jnp.asarray(action, jnp.float32)
@@ -587,7 +668,12 @@ class LEMEnv(Environment):
         # 8. next state and observation
         t_next = t + 1
         gen, dem, fc_gen, fc_dem = self._draw_step(
-            k_draw, t_next, state.col, state.pv_day, state.demand_day, params
+            k_draw,
+            t_next,
+            (state.pv_kind, state.demand_kind, state.day),
+            state.pv_day,
+            state.demand_day,
+            params,
         )
         own_price = jnp.where(
             matched > 0, jnp.abs(payment) / jnp.maximum(matched - loss, _EPS), state.last_own_price
@@ -691,6 +777,15 @@ class LEMEnv(Environment):
         }
         return curtail, shed, sol.lmp, info
 
+    def _calendar(self, state: LEMState) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Day of the year as sin/cos (seasons) and a weekend flag, at the current step."""
+        steps_per_day = max(round(24.0 / self.dt_h), 1)
+        doy = (state.day + jnp.minimum(state.t, self.num_steps - 1) // steps_per_day) % 365
+        angle = 2 * jnp.pi * doy.astype(jnp.float32) / 365.0
+        weekday0 = self.bank.weekday0 if self.bank is not None else 0
+        weekend = ((weekday0 + doy) % 7 >= 5).astype(jnp.float32)
+        return jnp.sin(angle), jnp.cos(angle), weekend
+
     def _obs(self, state: LEMState, params: LEMParams, net_x, sd_ratio) -> jax.Array:
         """Per-agent observation [N, obs_dim], each feature of order one."""
         dt = self.dt_h
@@ -725,6 +820,7 @@ class LEMEnv(Environment):
             state.last_own_price / pmax,
             state.reputation,
             has_bat.astype(jnp.float32),
+            *(ones * c for c in self._calendar(state)),
         ]
         if self.global_obs:
             total = (jnp.sum(params.pv_kw + params.demand_kw) * dt) + _EPS
@@ -736,11 +832,6 @@ class LEMEnv(Environment):
             ]
         obs = jnp.stack(cols, axis=-1)
         return jnp.clip(jnp.where(jnp.isfinite(obs), obs, 0.0), -1e3, 1e3).astype(jnp.float32)
-
-
-def _column(table: jax.Array, col: jax.Array, t: jax.Array) -> jax.Array:
-    """Per-agent value of a [K, T] profile table at step t; column ``col mod K``."""
-    return table[col % table.shape[0], t]
 
 
 def _float_or_int(x):

@@ -10,6 +10,7 @@ trained policy with the scripted baselines on held-out scenarios and writes the 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -33,14 +34,30 @@ LEM_BASELINES = ("zero_intelligence", "rule_based_battery", "dso_only")
 def make_env(cfg: dict):
     """The env from ``cfg['env']`` (id, kwargs) and ``cfg['scenario']['name']`` (lem presets)."""
     env_cfg = cfg["env"]
-    kwargs = dict(env_cfg.get("kwargs") or {})
+    # null = not set by the user: the preset's own static settings (or the env default) apply
+    kwargs = {k: v for k, v in dict(env_cfg.get("kwargs") or {}).items() if v is not None}
     name = (cfg.get("scenario") or {}).get("name")
     if name:
         if env_cfg["id"] != "lem-v0":
             raise ValueError(f"scenario: got {name!r} for {env_cfg['id']}; allowed: lem-v0 only")
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("num_agents",)}
         kwargs["scenario"] = name
     return jaxlem.make(env_cfg["id"], **kwargs)
+
+
+def env_settings(env, env_id: str) -> dict:
+    """The env id and every static setting the built env actually uses (for summary.json)."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        return v
+
+    out = {"id": env_id}
+    if dataclasses.is_dataclass(env):
+        out.update({f.name: plain(getattr(env, f.name)) for f in dataclasses.fields(env)})
+    return out
 
 
 def make_bank(env, overrides: dict, num: int, key: int):
@@ -104,7 +121,7 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         "agent-steps/s"
     )
     summary = {
-        "env": cfg["env"]["id"],
+        "env": env_settings(env, cfg["env"]["id"]),
         "num_agents": env.num_agents,
         "algo": config.algo,
         "mode": MODES[config.algo],
