@@ -17,8 +17,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxlem.train import evaluate as ev
+
 TABLE_KEYS = (
     "mean_agent_return",
+    "gain_share",
     "community_cost",
     "savings",
     "p2p_share",
@@ -39,7 +42,7 @@ def run_baselines(
 
     num = jax.tree_util.tree_leaves(params_bank)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(seed), num)
-    table, traces = {}, {}
+    table, traces, returns = {}, {}, {}
     for i, (name, policy) in enumerate(policies.items()):
         t0 = time.perf_counter()
 
@@ -55,11 +58,26 @@ def run_baselines(
             row[k] = float(v.mean())
             row[k + "_se"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
         table[name] = row
+        returns[name] = np.asarray(kpis["mean_agent_return"], np.float64)
         traces[name] = {k: np.asarray(v[0]) for k, v in trace.items()}
         steps = num * env.num_steps
         log(
             f"[{i + 1}/{len(policies)}] {name:<20} {num} episodes, {steps} env-steps in "
             f"{dt:5.1f} s (incl. compile) | mean agent return {row['mean_agent_return']:+.3f}"
+        )
+    if "dso_only" in returns:
+        t0 = time.perf_counter()
+        best = ev.optimum_kpis(env, params_bank, seed)
+        samples = {name: {"mean_agent_return": r} for name, r in returns.items()}
+        ev.add_gain_share(samples, returns["dso_only"], best["mean_agent_return"])
+        for name, v in samples.items():
+            table[name].update(ev.summarize({"gain_share": v["gain_share"]}))
+        best["gain_share"] = np.ones_like(best["mean_agent_return"])
+        table["perfect_foresight"] = ev.summarize(best)
+        log(
+            f"perfect foresight (community LP): mean agent return "
+            f"{table['perfect_foresight']['mean_agent_return']:+.3f} "
+            f"({time.perf_counter() - t0:.1f} s incl. compile)"
         )
     return table, traces
 
@@ -71,7 +89,9 @@ def format_table(table: dict[str, dict[str, float]], keys=TABLE_KEYS) -> str:
     head = f"{'policy':<20}" + "".join(f"{k:>20}" for k in keys)
     lines = [head, "-" * len(head)]
     for name, row in table.items():
-        cells = "".join(f"{row[k]:>13.4g} ±{row[k + '_se']:<6.2g}" for k in keys)
+        cells = "".join(
+            f"{row[k]:>13.4g} ±{row[k + '_se']:<6.2g}" if k in row else f"{'-':>20}" for k in keys
+        )
         lines.append(f"{name:<20}{cells}")
     return "\n".join(lines)
 
@@ -122,14 +142,17 @@ def baselines_main(argv: list[str] | None = None) -> None:
         w = csv.writer(fh)
         w.writerow(["policy", *keys])
         for name, row in table.items():
-            w.writerow([name, *(row[k] for k in keys)])
+            w.writerow([name, *(row.get(k, "") for k in keys)])
     (out / "summary.json").write_text(json.dumps({"config": config, "kpis": table}, indent=2))
     viz.lem_episode(
         {k: traces[k] for k in ("zero_intelligence", "rule_based_battery", "dso_only")},
         out / "episode.png",
         env.dt_h,
     )
-    viz.kpi_bars(table, ["mean_agent_return", "p2p_share", "self_sufficiency"], out / "kpis.png")
+    bars = ["mean_agent_return", "gain_share", "p2p_share", "self_sufficiency"]
+    viz.kpi_bars(
+        {n: r for n, r in table.items() if all(k in r for k in bars)}, bars, out / "kpis.png"
+    )
     print(f"\nwrote {out}/: config.json kpis.csv summary.json episode.png kpis.png")
 
 

@@ -58,9 +58,13 @@ def kpi_bars(table: dict[str, dict[str, float]], keys: list[str], path: Path) ->
     plt.close(fig)
 
 
-def learning_curve(rows: list[dict], path: Path) -> None:
-    """Training return per update and the periodic held-out evaluation, one line per seed."""
+def learning_curve(rows: list[dict], path: Path, references: dict | None = None) -> None:
+    """Training return per update and the periodic held-out evaluation, one line per seed;
+    ``references`` (name -> mean agent return: baselines, the perfect-foresight optimum) are
+    drawn as horizontal lines."""
     fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=f"C{(i + 3) % 10}", ls=":", lw=1.2, label=name)
     seeds = sorted({r["seed"] for r in rows})
     for s in seeds:
         rs = [r for r in rows if r["seed"] == s]

@@ -632,6 +632,7 @@ class LEMEnv(Environment):
             "profit": profit,
             "p2p_payment": payment / KWH_PER_MWH,
             "gen_kwh": state.gen + disp_out,
+            "pv_kwh": state.gen,
             "demand_kwh": state.demand,
             "charge_kwh": bat.charge,
             "discharge_kwh": bat.discharge,
@@ -662,6 +663,7 @@ class LEMEnv(Environment):
             "battery_throughput_kwh": jnp.sum(bat.throughput),
             "fit": fit_t,
             "utility": util_t,
+            "utility_base": util_base,
             **grid_info,
         }
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlem import metrics
+from jaxlem import metrics, oracle
 from jaxlem.rollout import rollout
 from jaxlem.train.ppo import agent_types
 
@@ -85,6 +85,10 @@ def _gencos_episode(env, policy, key, params):
     }
 
 
+def _is_lem(env) -> bool:
+    return hasattr(env.default_params, "agent_type")
+
+
 @functools.lru_cache(maxsize=64)
 def _kpi_fn(env, policy):
     """jit(vmap over scenarios) of one episode's KPIs; ``policy`` in the stateful form."""
@@ -131,6 +135,39 @@ def episode_kpis(env, policies: dict, bank, seed: int) -> dict[str, dict[str, np
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _optimum_fn(env):
+    def episode(k, p):
+        opt = oracle.perfect_foresight(env, p, k)
+        return {
+            "mean_agent_return": opt.mean_agent_return,
+            "community_cost": opt.community_cost,
+            "self_sufficiency": opt.self_sufficiency,
+            "converged": opt.converged.astype(jnp.float32),
+        }
+
+    return jax.jit(jax.vmap(episode))
+
+
+def optimum_kpis(env, bank, seed: int) -> dict[str, np.ndarray]:
+    """Per-scenario perfect-foresight optimum (``jaxlem.oracle``) of the episodes that
+    :func:`episode_kpis` plays with the same ``seed``."""
+    num = jax.tree_util.tree_leaves(bank)[0].shape[0]
+    keys = jax.random.split(jax.random.PRNGKey(seed), num)
+    return {k: np.asarray(v, np.float64) for k, v in _optimum_fn(env)(keys, bank).items()}
+
+
+def add_gain_share(samples: dict[str, dict[str, np.ndarray]], dso: np.ndarray, best: np.ndarray):
+    """Add ``gain_share = (R - R_dso_only) / (R* - R_dso_only)`` per episode to every policy's
+    samples (seed-major pooled samples are matched to the per-scenario references by tiling)."""
+    for v in samples.values():
+        ret = v["mean_agent_return"]
+        reps = ret.size // dso.size
+        v["gain_share"] = np.asarray(
+            oracle.gain_share(ret, np.tile(dso, reps), np.tile(best, reps)), np.float64
+        )
+
+
 def summarize(samples: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean and standard error of each KPI over its samples."""
     row = {}
@@ -166,8 +203,21 @@ def compare(
     # baselines do not depend on the seed: one sample per scenario, tiled in the paired rows
     samples = {} if initial is None else {"untrained": pooled_kpis(initial)}
     samples.update(episode_kpis(env, baselines, bank, seed + 1))
+    if _is_lem(env):
+        from jaxlem import policies
+
+        best = optimum_kpis(env, bank, seed + 1)
+        dso = (
+            samples.get("dso_only")
+            or episode_kpis(env, {"dso_only": policies.dso_only}, bank, seed + 1)["dso_only"]
+        )
+        add_gain_share({"trained": pooled, **samples}, dso["mean_agent_return"],
+                       best["mean_agent_return"])  # fmt: skip
+        best["gain_share"] = np.ones_like(best["mean_agent_return"])
     table = {"trained": summarize(pooled)}
     table.update({name: summarize(v) for name, v in samples.items()})
+    if _is_lem(env):
+        table["perfect_foresight"] = summarize(best)
     mine = pooled["mean_agent_return"]
     paired = {}
     for name, v in samples.items():

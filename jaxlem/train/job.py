@@ -26,7 +26,7 @@ from jaxlem.train import evaluate as ev
 from jaxlem.train.config import MODES
 from jaxlem.train.driver import run_training, stdout_log
 
-LEM_TABLE = ("mean_agent_return", "community_cost", "p2p_share", "self_sufficiency")
+LEM_TABLE = ("mean_agent_return", "gain_share", "community_cost", "p2p_share", "self_sufficiency")
 GENCOS_TABLE = ("mean_agent_return", "mean_system_lmp", "price_volatility", "exploitability")
 LEM_BASELINES = ("zero_intelligence", "rule_based_battery", "dso_only")
 
@@ -160,9 +160,7 @@ def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log, initial=N
     head = f"{'policy':<20}" + "".join(f"{k:>24}" for k in keys)
     lines = [head, "-" * len(head)]
     for name, row in comp["table"].items():
-        lines.append(
-            f"{name:<20}" + "".join(f"{row[k]:>15.4g} ±{row[k + '_se']:<7.2g}" for k in keys)
-        )
+        lines.append(f"{name:<20}" + "".join(_cell(row, k) for k in keys))
     lines.append("")
     for name, row in comp["paired"].items():
         lines.append(
@@ -175,16 +173,32 @@ def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log, initial=N
         cols = sorted(next(iter(comp["table"].values())))
         w.writerow(["policy", *cols])
         for name, row in comp["table"].items():
-            w.writerow([name, *(row[c] for c in cols)])
+            w.writerow([name, *(row.get(c, "") for c in cols)])
     if rows:
-        viz.learning_curve(rows, out / "learning_curve.png")
+        refs = {
+            name: comp["table"][name]["mean_agent_return"]
+            for name in ("perfect_foresight", *baselines_for(env))
+            if name in comp["table"]
+        }
+        viz.learning_curve(rows, out / "learning_curve.png", references=refs)
     traces = episode_traces(core, runners, env, n, int(cfg.get("seed", 0)))
     if lem:
         viz.lem_episode(traces, out / "episode.png", env.dt_h)
     else:
         viz.gencos_episode(traces, out / "episode.png", env.dt_h)
-    viz.kpi_bars(comp["table"], list(keys), out / "kpis.png")
+    viz.kpi_bars(
+        {name: row for name, row in comp["table"].items() if all(k in row for k in keys)},
+        list(keys),
+        out / "kpis.png",
+    )
     return {"comparison": comp["table"], "paired_vs_baselines": comp["paired"]}
+
+
+def _cell(row: dict, key: str) -> str:
+    """One table cell: mean ± s.e., or a dash where the policy has no such KPI."""
+    if key not in row:
+        return f"{'-':>24}"
+    return f"{row[key]:>15.4g} ±{row[key + '_se']:<7.2g}"
 
 
 def episode_traces(core, runners, env, n: int, seed: int) -> dict:
