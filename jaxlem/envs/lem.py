@@ -418,12 +418,16 @@ class LEMEnv(Environment):
         n, t_len = self.num_agents, self.num_steps
         k_kind, k_day, k_tariff, k_draw = jax.random.split(key, 4)
         n_pv, n_dem = self._num_kinds(params)
-        u = jax.random.uniform(k_kind, (2 * n + 1,), jnp.float32)  # one draw: kinds and day
-        rand_pv = jnp.minimum((u[:n] * n_pv).astype(jnp.int32), n_pv - 1)
-        rand_dem = jnp.minimum((u[n : 2 * n] * n_dem).astype(jnp.int32), n_dem - 1)
+        # two random words per reset: one seeds a per-agent integer hash that picks random
+        # kinds (a per-agent PRNG draw would cost as much as the rest of the reset), one the day
+        words = jax.random.bits(k_kind, (2,), jnp.uint32)
+        h = _hash32(words[0] ^ (jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9)))
+        rand_pv = ((h & 0xFFFF) % jnp.uint32(n_pv)).astype(jnp.int32)
+        rand_dem = ((h >> 16) % jnp.uint32(n_dem)).astype(jnp.int32)
         pv_kind = jnp.where(params.pv_kind >= 0, params.pv_kind, rand_pv)
         demand_kind = jnp.where(params.demand_kind >= 0, params.demand_kind, rand_dem)
-        day = jnp.floor(params.day_lo + u[2 * n] * (params.day_hi - params.day_lo))
+        u_day = (words[1] >> 8).astype(jnp.float32) * (1.0 / (1 << 24))  # uniform in [0, 1)
+        day = jnp.floor(params.day_lo + u_day * (params.day_hi - params.day_lo))
         day = jnp.clip(day, 0, 364).astype(jnp.int32)
         # the bank's weather is real: no extra daily cloud factor on top of it
         cloud = params.cloudiness if self.bank is None else 0.0 * params.cloudiness
@@ -473,38 +477,61 @@ class LEMEnv(Environment):
             return len(self.bank.pv_kinds), len(self.bank.demand_kinds)
         return params.pv_table.shape[-2], params.demand_table.shape[-2]
 
-    def _unit_profiles(self, kinds, steps, params: LEMParams) -> tuple[jax.Array, jax.Array]:
-        """Per-unit PV and demand [N, S] of every agent at the episode steps ``steps`` [S]."""
+    @cached_property
+    def _bank_rows(self) -> np.ndarray | None:
+        """The bank time-major, [steps of the year + 1, PV kinds + demand kinds] (the first step
+        repeated at the end, so a window of two steps never wraps)."""
+        if self.bank is None:
+            return None
+        rows = np.concatenate([self.bank.pv, self.bank.demand]).T
+        return np.concatenate([rows, rows[:1]]).astype(np.float32)
+
+    def _unit_profiles(self, kinds, t_now, t_next, params: LEMParams):
+        """Per-unit PV and demand [N] of every agent at the episode steps ``t_now`` and
+        ``t_next``: ``(pv_now, demand_now, pv_next, demand_next)``. Every agent shares the day,
+        so the values of all kinds at the two steps are one contiguous slice of the time-major
+        bank; each agent then takes its kind's entry from that short vector."""
         pv_kind, demand_kind, day = kinds
         if self.bank is None:
-            pv_rows = (pv_kind % params.pv_table.shape[0])[:, None]
-            dem_rows = (demand_kind % params.demand_table.shape[0])[:, None]
-            return params.pv_table[pv_rows, steps], params.demand_table[dem_rows, steps]
-        # one flat gather from both tables (rows: PV kinds, then demand kinds)
-        n_pv, steps_per_year = self.bank.pv.shape
-        table = jnp.asarray(np.concatenate([self.bank.pv, self.bank.demand]).reshape(-1))
-        idx = (day * self.bank.steps_per_day + steps) % steps_per_year
-        rows = jnp.stack([pv_kind, demand_kind + n_pv], axis=-1)  # [N, 2]
-        values = table[rows[:, :, None] * steps_per_year + idx]  # [N, 2, S]
-        return values[:, 0], values[:, 1]
+            pv_t, dem_t = params.pv_table, params.demand_table  # [K, T]
+            pv_now, pv_next = pv_t[:, t_now], pv_t[:, t_next]
+            dem_now, dem_next = dem_t[:, t_now], dem_t[:, t_next]
+            pv_kind, demand_kind = pv_kind % pv_t.shape[0], demand_kind % dem_t.shape[0]
+        else:
+            n_pv, steps = self.bank.pv.shape
+            start = (day * self.bank.steps_per_day + t_now) % steps
+            w = jax.lax.dynamic_slice_in_dim(jnp.asarray(self._bank_rows), start, 2)  # [2, K]
+            nxt = jnp.where(t_next > t_now, w[1], w[0])
+            pv_now, pv_next, dem_now, dem_next = w[0, :n_pv], nxt[:n_pv], w[0, n_pv:], nxt[n_pv:]
+
+        def pick(values, kind):  # values [K], kind [N] -> [N]
+            return jnp.take(values, kind, mode="clip")
+
+        return (
+            pick(pv_now, pv_kind),
+            pick(dem_now, demand_kind),
+            pick(pv_next, pv_kind),
+            pick(dem_next, demand_kind),
+        )
 
     def _draw_step(self, key, t, kinds, pv_day, dem_day, params):
         """Realised PV and demand energy (kWh) of step ``t`` for every agent, and noisy
         forecasts of step ``t + 1`` (its expected value times ``1 + forecast_noise * N(0,1)``)."""
-        k_pv, k_dem = jax.random.split(key)
+        k_gen, k_dem, k_fg, k_fd = jax.random.split(key, 4)
         dt = self.dt_h
         t_now = jnp.minimum(t, self.num_steps - 1)
         t_next = jnp.minimum(t + 1, self.num_steps - 1)
-        pv, dem = self._unit_profiles(kinds, jnp.stack([t_now, t_next]), params)
-        # [N, 2]: column 0 realised now (its noise), column 1 the forecast of the next step
-        pv = profiles.sample_step(
-            k_pv, pv, pv_day[:, None], jnp.stack([params.pv_noise, params.forecast_noise])
+        pv_now, dem_now, pv_next, dem_next = self._unit_profiles(kinds, t_now, t_next, params)
+        pv_u = profiles.sample_step(k_gen, pv_now, pv_day, params.pv_noise)
+        dem_u = profiles.sample_step(k_dem, dem_now, dem_day, params.demand_noise)
+        fc_pv = profiles.sample_step(k_fg, pv_next, pv_day, params.forecast_noise)
+        fc_dem = profiles.sample_step(k_fd, dem_next, dem_day, params.forecast_noise)
+        return (
+            pv_u * params.pv_kw * dt,
+            dem_u * params.demand_kw * dt,
+            fc_pv * params.pv_kw * dt,
+            fc_dem * params.demand_kw * dt,
         )
-        dem = profiles.sample_step(
-            k_dem, dem, dem_day[:, None], jnp.stack([params.demand_noise, params.forecast_noise])
-        )
-        pv, dem = pv * (params.pv_kw * dt)[:, None], dem * (params.demand_kw * dt)[:, None]
-        return pv[:, 0], dem[:, 0], pv[:, 1], dem[:, 1]
 
     def _sanitize_action(self, action: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         a = jnp.asarray(action, jnp.float32)
@@ -834,6 +861,15 @@ class LEMEnv(Environment):
             ]
         obs = jnp.stack(cols, axis=-1)
         return jnp.clip(jnp.where(jnp.isfinite(obs), obs, 0.0), -1e3, 1e3).astype(jnp.float32)
+
+
+def _hash32(x: jax.Array) -> jax.Array:
+    """A fast, well-mixed 32-bit integer hash (lowbias32): uniform bits from distinct inputs."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
 
 
 def _float_or_int(x):
