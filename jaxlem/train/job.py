@@ -175,8 +175,8 @@ def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log, initial=N
         for name, row in comp["table"].items():
             w.writerow([name, *(row.get(c, "") for c in cols)])
     if rows:
-        refs = {
-            name: comp["table"][name]["mean_agent_return"]
+        refs = {  # the held-out comparison's means (the eval points use the smaller eval bank)
+            f"{name} (held-out mean)": comp["table"][name]["mean_agent_return"]
             for name in ("perfect_foresight", *baselines_for(env))
             if name in comp["table"]
         }
