@@ -67,13 +67,10 @@ def run_baselines(
         )
     if "dso_only" in returns:
         t0 = time.perf_counter()
-        best = ev.optimum_kpis(env, params_bank, seed)
         samples = {name: {"mean_agent_return": r} for name, r in returns.items()}
-        ev.add_gain_share(samples, returns["dso_only"], best["mean_agent_return"])
+        table["perfect_foresight"] = ev.optimum_row(env, params_bank, seed, samples)
         for name, v in samples.items():
             table[name].update(ev.summarize({"gain_share": v["gain_share"]}))
-        best["gain_share"] = np.ones_like(best["mean_agent_return"])
-        table["perfect_foresight"] = ev.summarize(best)
         log(
             f"perfect foresight (community LP): mean agent return "
             f"{table['perfect_foresight']['mean_agent_return']:+.3f} "

@@ -201,6 +201,10 @@ def solve(env, params, data: dict, individual: bool = False, iters: int = _ITERS
     def block(name, size, cols_):
         return x[off[name] : off[name] + size].reshape(t_len, cols_)
 
+    def site_block(name):  # [T] for the community, [T, N] per agent
+        out = block(name, mt, m)
+        return out[:, 0] if m == 1 else out
+
     return Optimum(
         mean_agent_return=params.reward_scale * profit / n,
         community_profit=profit,
@@ -210,10 +214,10 @@ def solve(env, params, data: dict, individual: bool = False, iters: int = _ITERS
         discharge_kwh=block("d", nt, n),
         energy_kwh=block("e", nt, n),
         dispatch_kwh=block("g", nt, n),
-        import_kwh=block("i", mt, m).squeeze(-1) if m == 1 else block("i", mt, m),
-        export_kwh=block("x", mt, m).squeeze(-1) if m == 1 else block("x", mt, m),
-        shed_kwh=block("s", mt, m).squeeze(-1) if m == 1 else block("s", mt, m),
-        curtail_kwh=block("k", mt, m).squeeze(-1) if m == 1 else block("k", mt, m),
+        import_kwh=site_block("i"),
+        export_kwh=site_block("x"),
+        shed_kwh=site_block("s"),
+        curtail_kwh=site_block("k"),
         converged=sol.converged,
         residual=sol.residual,
     )

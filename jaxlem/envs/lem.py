@@ -344,8 +344,7 @@ class LEMEnv(Environment):
         m = p.node_distance_km.shape[-1]
         checks.check_range("node", p.node, 0, m - 1)
         checks.check_range("feeder", p.feeder, 0, self.num_feeders - 1)
-        n_pv = len(self.pv_kinds) if self.bank is not None else p.pv_table.shape[-2]
-        n_dem = len(self.demand_kinds) if self.bank is not None else p.demand_table.shape[-2]
+        n_pv, n_dem = self._num_kinds(p)
         checks.check_range("pv_kind", p.pv_kind, -1, n_pv - 1)
         checks.check_range("demand_kind", p.demand_kind, -1, n_dem - 1)
         checks.check_range("day_lo", p.day_lo, 0.0, 364.0)
@@ -504,14 +503,14 @@ class LEMEnv(Environment):
             nxt = jnp.where(t_next > t_now, w[1], w[0])
             pv_now, pv_next, dem_now, dem_next = w[0, :n_pv], nxt[:n_pv], w[0, n_pv:], nxt[n_pv:]
 
-        def pick(values, kind):  # values [K], kind [N] -> [N]
-            return jnp.take(values, kind, mode="clip")
-
-        return (
-            pick(pv_now, pv_kind),
-            pick(dem_now, demand_kind),
-            pick(pv_next, pv_kind),
-            pick(dem_next, demand_kind),
+        return tuple(
+            jnp.take(values, kind, mode="clip")
+            for values, kind in (
+                (pv_now, pv_kind),
+                (dem_now, demand_kind),
+                (pv_next, pv_kind),
+                (dem_next, demand_kind),
+            )
         )
 
     def _draw_step(self, key, t, kinds, pv_day, dem_day, params):

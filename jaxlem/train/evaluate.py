@@ -157,6 +157,20 @@ def optimum_kpis(env, bank, seed: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float64) for k, v in _optimum_fn(env)(keys, bank).items()}
 
 
+def optimum_row(env, bank, seed: int, samples: dict[str, dict[str, np.ndarray]]) -> dict:
+    """The ``perfect_foresight`` row of a comparison on ``bank`` (episodes of ``seed``), after
+    adding ``gain_share`` to every policy's ``samples`` (DSO only is played if absent)."""
+    from jaxlem import policies
+
+    best = optimum_kpis(env, bank, seed)
+    dso = samples.get("dso_only")
+    if dso is None:
+        dso = episode_kpis(env, {"dso_only": policies.dso_only}, bank, seed)["dso_only"]
+    add_gain_share(samples, dso["mean_agent_return"], best["mean_agent_return"])
+    best["gain_share"] = np.ones_like(best["mean_agent_return"])
+    return summarize(best)
+
+
 def add_gain_share(samples: dict[str, dict[str, np.ndarray]], dso: np.ndarray, best: np.ndarray):
     """Add ``gain_share = (R - R_dso_only) / (R* - R_dso_only)`` per episode to every policy's
     samples (seed-major pooled samples are matched to the per-scenario references by tiling)."""
@@ -203,21 +217,13 @@ def compare(
     # baselines do not depend on the seed: one sample per scenario, tiled in the paired rows
     samples = {} if initial is None else {"untrained": pooled_kpis(initial)}
     samples.update(episode_kpis(env, baselines, bank, seed + 1))
+    best = None
     if _is_lem(env):
-        from jaxlem import policies
-
-        best = optimum_kpis(env, bank, seed + 1)
-        dso = (
-            samples.get("dso_only")
-            or episode_kpis(env, {"dso_only": policies.dso_only}, bank, seed + 1)["dso_only"]
-        )
-        add_gain_share({"trained": pooled, **samples}, dso["mean_agent_return"],
-                       best["mean_agent_return"])  # fmt: skip
-        best["gain_share"] = np.ones_like(best["mean_agent_return"])
+        best = optimum_row(env, bank, seed + 1, {"trained": pooled, **samples})
     table = {"trained": summarize(pooled)}
     table.update({name: summarize(v) for name, v in samples.items()})
-    if _is_lem(env):
-        table["perfect_foresight"] = summarize(best)
+    if best is not None:
+        table["perfect_foresight"] = best
     mine = pooled["mean_agent_return"]
     paired = {}
     for name, v in samples.items():
