@@ -1,4 +1,4 @@
-"""Battery physics (DOMAIN.md 1.3) as pure functions on per-agent arrays.
+"""Battery physics as pure functions on per-agent arrays.
 
 Energies in kWh, powers in kW, ``dt_h`` in hours. Requests are measured at the grid side: a charge
 request ``c`` draws ``c`` from the site and stores ``eta_c * c``; a discharge request ``d``

@@ -1,6 +1,6 @@
 """Console entry points.
 
-``jaxlem-baselines``: the scripted baselines of DOMAIN.md 1.10 (random, zero intelligence, ZI-C,
+``jaxlem-baselines``: the scripted baselines (random, zero intelligence, ZI-C,
 rule-based battery, DSO only) on a bank of held-out scenarios of the default market; prints a KPI
 table and writes ``config.json``, ``kpis.csv``, ``summary.json`` and figures to a results folder.
 """

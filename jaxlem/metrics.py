@@ -1,4 +1,4 @@
-"""Market KPIs as pure functions of arrays (DOMAIN.md 1.9). Safe on empty or zero inputs."""
+"""Market KPIs as pure functions of arrays. Safe on empty or zero inputs."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def lem_episode_kpis(info: dict, reward: jax.Array) -> dict[str, jax.Array]:
 
 
 def gencos_episode_kpis(info: dict, reward: jax.Array, planner_info: dict) -> dict:
-    """GenCos KPIs (DOMAIN.md 2) from infos stacked on a leading time axis [T, ...].
+    """GenCos KPIs from infos stacked on a leading time axis [T, ...].
 
     ``planner_info`` is the same episode (same loads) under truthful bids: the welfare reference.
     """

@@ -1,4 +1,4 @@
-"""The environment contract shared by every jaxlem env (DESIGN.md).
+"""The environment contract shared by every jaxlem env.
 
 Static configuration lives on the (frozen, hashable) env object; every number lives in a params
 pytree. ``step`` auto-resets at episode end and reports ``terminated``, ``truncated`` and the

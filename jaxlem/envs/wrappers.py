@@ -1,4 +1,4 @@
-"""Wrappers and adapters around the jaxlem environment contract (DESIGN.md).
+"""Wrappers and adapters around the jaxlem environment contract.
 
 * ``LogWrapper``: same array API as the env, adds per-agent episode returns and lengths
   (gymnax / PureJaxRL semantics) to the state and to ``info``.
