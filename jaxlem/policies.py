@@ -1,4 +1,4 @@
-"""Scripted baseline policies for ``lem-v0`` (DOMAIN.md 1.10): zero intelligence (Gode-Sunder),
+"""Scripted baseline policies for ``lem-v0``: zero intelligence (Gode-Sunder),
 ZI-C (random but never trading at a loss against the DSO outside option), a rule-based battery,
 and DSO only (no P2P trading).
 

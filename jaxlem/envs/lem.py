@@ -1,4 +1,4 @@
-"""``lem-v0``: a local energy market of N prosumers trading peer to peer (DOMAIN.md section 1).
+"""``lem-v0``: a local energy market of N prosumers trading peer to peer.
 
 Each agent is a site behind one connection with PV, demand, an optional battery and an optional
 dispatchable unit. Every step each agent sets its battery, a limit price and the fraction of its
@@ -56,7 +56,7 @@ _EPS = 1e-6
 
 @struct.dataclass
 class LEMParams:
-    """All numbers of one scenario. Per-agent arrays are [N]; see DOMAIN.md 1.1-1.8 for meaning."""
+    """All numbers of one scenario. Per-agent arrays are [N] (units in the field comments)."""
 
     # agents [N]
     pv_kw: jax.Array  # PV capacity, kW
