@@ -89,23 +89,27 @@ BASELINES: dict[str, Policy] = {
 
 
 # ----------------------------------------------------------------------------- gencos-v0
-# An action [G, K] in [-1, 1] maps to sorted markups (a + 1)/2 in [0, 1] (see envs/gencos.py).
+# An action [G, K] in [-1, 1] maps to non-decreasing markups in [0, 1] under the env's
+# offer_param; ``env.action_for_markups`` is its inverse (see envs/gencos.py).
 
 
-def markup_action(markup, num_units: int = 5, num_blocks: int = 3) -> jax.Array:
-    """The action that offers every block of every unit at ``markup`` in [0, 1]."""
-    m = jnp.broadcast_to(jnp.asarray(markup, jnp.float32), (num_units, num_blocks))
-    return 2.0 * m - 1.0
+def markup_action(env, markup) -> jax.Array:
+    """The action that offers every block of every unit at ``markup`` in [0, 1] (scalar, [G]
+    or [G, K])."""
+    m = jnp.asarray(markup, jnp.float32)
+    if m.ndim == 1:
+        m = m[:, None]
+    return env.action_for_markups(m)
 
 
 def truthful(key, obs, env, params):
     """Offer at true marginal cost (markup 0): the planner's reference."""
-    return markup_action(0.0, env.num_agents, env.num_blocks)
+    return markup_action(env, 0.0)
 
 
 def fixed_markup(markup: float):
     """A policy offering every block at one fixed markup in [0, 1]."""
-    return lambda key, obs, env, params: markup_action(markup, env.num_agents, env.num_blocks)
+    return lambda key, obs, env, params: markup_action(env, markup)
 
 
 def random_markup(key, obs, env, params):
@@ -130,14 +134,15 @@ def best_response(env, params, state, action, grid: int = 11):
         return (lmp - params.cost) * sol.p_gen * env.dt_h
 
     def candidate(unit, level):
-        a = action.at[unit].set(2.0 * level - 1.0)
+        uniform = env.action_for_markups(jnp.full((g, k), level))[0]
+        a = action.at[unit].set(uniform)
         return profit_of(a)[unit]
 
     units = jnp.repeat(jnp.arange(g), grid)
     lv = jnp.tile(levels, g)
     prof = jax.vmap(candidate)(units, lv).reshape(g, grid)
     best = jnp.argmax(prof, axis=1)
-    best_action = jnp.broadcast_to((2.0 * levels[best] - 1.0)[:, None], (g, k))
+    best_action = env.action_for_markups(levels[best][:, None])
     return best_action, jnp.max(prof, axis=1), profit_of(action)
 
 

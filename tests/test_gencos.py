@@ -135,3 +135,39 @@ def test_ood_axes_and_kpis():
 def test_bad_params(over, pattern):
     with pytest.raises(ValueError, match=pattern):
         ENV.make_params(**over)
+
+
+@pytest.mark.parametrize("param", ["sort", "increments"])
+def test_action_for_markups_inverts_the_offer_parametrisation(param):
+    env = jaxlem.make("gencos-v0", offer_param=param)
+    rng = np.random.default_rng(0)
+    m = np.sort(rng.uniform(0, 1, (5, 3)), axis=-1).astype(np.float32)
+    m[0] = 0.0
+    m[1] = 1.0
+    np.testing.assert_allclose(env.markups(env.action_for_markups(m)), m, atol=1e-5)
+    # any action gives non-decreasing markups in [0, 1]
+    a = rng.uniform(-1.5, 1.5, (64, 5, 3)).astype(np.float32)
+    mk = np.asarray(jax.vmap(env.markups)(a))
+    assert np.all(np.diff(mk, axis=-1) >= -1e-7) and mk.min() >= 0 and mk.max() <= 1
+
+
+def test_stage_reference_matches_best_responses_computed_one_profile_at_a_time():
+    from jaxlem import equilibrium
+
+    env = jaxlem.make("gencos-v0", num_steps=4)
+    p = env.default_params
+    state = equilibrium.state_at_load(env, p, 0.9)
+    ref = equilibrium.stage_reference(env, p, state, grid=3, chunk=64)
+    assert ref.exploitability.shape == (3,) * 5 and ref.floor >= 0
+    assert ref.floor <= ref.truthful_exploitability
+    rng = np.random.default_rng(1)
+    for idx in [tuple(rng.integers(0, 3, 5)) for _ in range(4)] + [
+        tuple(np.argwhere(ref.exploitability == ref.exploitability.min())[0])
+    ]:
+        action = env.action_for_markups(ref.levels[list(idx)][:, None])
+        _, br, profit = policies.best_response(env, p, state, action, grid=3)
+        expect = float(jnp.max(br - profit))
+        # both sides clear with the fixed-budget IPM (20 iterations): agree to its tolerance
+        assert ref.exploitability[idx] == pytest.approx(max(expect, 0.0), rel=1e-2, abs=1.0)
+    with pytest.raises(ValueError, match="grid: got 40"):
+        equilibrium.stage_reference(env, p, state, grid=40)

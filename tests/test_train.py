@@ -51,9 +51,9 @@ def _leaves_equal(a, b) -> bool:
 @pytest.mark.parametrize(
     "algo, extra, env",
     [
-        ("ippo", {"sharing": "independent", "eval_every": 2}, LEM),
-        ("mappo", {"sharing": "type"}, PARTNER),  # + a categorical partner head
-        ("ctce", {}, PARTNER),  # joint continuous and N categorical heads
+        ("ippo", {"sharing": "independent", "eval_every": 2, "residual": "auto"}, LEM),
+        ("mappo", {"sharing": "type", "reward_norm": "agent"}, PARTNER),  # + a partner head
+        ("ctce", {"residual": "rule_based_battery"}, PARTNER),  # joint heads, N partner heads
         ("sac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
     ],
 )
@@ -62,6 +62,10 @@ def test_every_algorithm_trains_end_to_end(algo, extra, env):
     train = make_train(cfg, env)
     init = train.init(jax.random.PRNGKey(0))
     runner, metrics = jax.block_until_ready(train.run(init, cfg.num_updates))
+    if algo != "sac":  # the learner diagnostics of every PPO update
+        for k in ("approx_kl", "clip_frac", "entropy", "explained_variance", "value_loss"):
+            assert k in metrics, k
+        assert {"policy_loss", "grad_norm_actor", "grad_norm_critic", "lr"} <= set(metrics)
     for k, v in metrics.items():
         v = np.asarray(v)
         assert v.shape[0] == cfg.num_updates, k
@@ -102,6 +106,8 @@ def test_selfplay_on_gencos_keeps_a_pool_of_snapshots():
         (dict(algo="selfplay", sharing="independent"), "sharing"),
         (dict(hidden=()), "hidden"),
         (dict(algo="sac", batch_size=512, buffer_size=100), "batch_size"),
+        (dict(reward_norm="scenario"), "reward_norm"),
+        (dict(algo="sac", residual="auto"), "residual"),
     ],
 )
 def test_bad_configs_name_the_field(bad, field):

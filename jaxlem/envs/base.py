@@ -21,6 +21,8 @@ class Environment:
     """Base class: subclasses implement ``reset_env``, ``step_env`` and ``default_params``."""
 
     num_agents: int
+    # the scripted baseline (``jaxlem.policies``) a residual learner starts from ("" = none)
+    reference_policy: str = ""
 
     @property
     def name(self) -> str:
@@ -61,6 +63,13 @@ class Environment:
 
     def observation_space(self, params: Any = None) -> Box:
         raise NotImplementedError
+
+    def action_mask(self, params: Any = None) -> jax.Array:
+        """[N, act_dim] bool: which action columns can change anything for each agent (a
+        battery set-point without a battery cannot). Learners leave the others out of their
+        log-probabilities and entropy, so irrelevant noise does not drown the signal of the
+        columns that matter. Default: every column of every agent."""
+        return jnp.ones(self.action_space(params).shape, bool)
 
     def action_space(self, params: Any = None) -> Box:
         raise NotImplementedError

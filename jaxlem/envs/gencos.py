@@ -4,7 +4,10 @@ PJM 5-bus (MATPOWER case5): loads at buses 2, 3, 4; five units G1..G5 at buses 1
 true marginal costs 14, 15, 30, 40, 10 $/MWh, Pmax 40, 170, 520, 200, 600 MW, Pmin 5, 10, 20, 10,
 20 MW; lines 1-2 (400 MW) and 4-5 (240 MW) limited, so cheap G5 is export-limited.
 
-Action per unit ``a`` in [-1, 1]^3 -> markups ``m = sort((a + 1)/2)``; the unit's [Pmin, Pmax]
+Action per unit ``a`` in [-1, 1]^3 -> markups in [0, 1], non-decreasing over the blocks: with
+``offer_param="sort"`` (default) ``m = sort((a + 1)/2)``; with ``"increments"`` each column is a
+share ``u = (a + 1)/2`` of the headroom left above the previous block, ``m_k = m_{k-1} +
+u_k (1 - m_{k-1})`` (monotone by construction, no sort in the gradient); the unit's [Pmin, Pmax]
 is split into 3 equal blocks offered at ``min(cost (1 + max_markup m_k), price_cap)``. One SCED
 per 30-min step clears the offers against the load (inelastic part sheddable at VOLL, plus
 price-responsive demand blocks); LMPs come from its duals. Ramp coupling cuts blocks: with
@@ -39,6 +42,7 @@ from jaxlem.envs.spaces import Box
 from jaxlem.grid import Network, load_case, solve_sced
 
 OBS_DIM = 12
+OFFER_PARAMS = ("sort", "increments")
 CASE5_COST = (14.0, 15.0, 30.0, 40.0, 10.0)
 CASE5_PMIN = (5.0, 10.0, 20.0, 10.0, 20.0)
 
@@ -87,6 +91,7 @@ class GencosEnv(Environment):
     num_blocks: int = 3
     solver_iters: int = 20  # fixed IPM budget; converges in 10-15 on case5 (bench_opf.py)
     case: str = "case5"
+    offer_param: str = "sort"  # how an action maps to monotone markups: "sort" | "increments"
 
     def __post_init__(self):
         checks.check_int("num_steps", self.num_steps, 1)
@@ -94,6 +99,7 @@ class GencosEnv(Environment):
         checks.check_int("num_blocks", self.num_blocks, 1)
         checks.check_int("solver_iters", self.solver_iters, 5)
         checks.check_choice("case", self.case, ("case5",))
+        checks.check_choice("offer_param", self.offer_param, OFFER_PARAMS)
 
     @property
     def num_agents(self) -> int:
@@ -217,11 +223,30 @@ class GencosEnv(Environment):
         )
         return self._obs(state, params), state
 
-    def offers(self, action, params):
-        """Markups in [0, 1] (sorted) and offer prices [G, K] from an action [G, K]."""
+    def markups(self, action) -> jax.Array:
+        """Non-decreasing markups [G, K] in [0, 1] from an action [G, K] (``offer_param``)."""
         a = jnp.where(jnp.isfinite(action), action, -1.0)  # non-finite -> truthful
-        m = jnp.sort((jnp.clip(a, -1.0, 1.0) + 1.0) / 2.0, axis=-1)
-        m = m * params.strategic[:, None]
+        u = (jnp.clip(a, -1.0, 1.0) + 1.0) / 2.0
+        if self.offer_param == "sort":
+            return jnp.sort(u, axis=-1)
+        return 1.0 - jnp.cumprod(1.0 - u, axis=-1)
+
+    def action_for_markups(self, markups) -> jax.Array:
+        """The action [G, K] whose offers carry ``markups`` (broadcast to [G, K], non-decreasing
+        along the blocks, in [0, 1]): the inverse of :meth:`markups`."""
+        m = jnp.broadcast_to(
+            jnp.clip(jnp.asarray(markups, jnp.float32), 0.0, 1.0), (5, self.num_blocks)
+        )
+        if self.offer_param == "sort":
+            return 2.0 * m - 1.0
+        prev = jnp.concatenate([jnp.zeros_like(m[:, :1]), m[:, :-1]], axis=-1)
+        room = 1.0 - prev
+        u = jnp.where(room > 1e-6, (m - prev) / jnp.where(room > 1e-6, room, 1.0), 0.0)
+        return 2.0 * jnp.clip(u, 0.0, 1.0) - 1.0
+
+    def offers(self, action, params):
+        """Markups in [0, 1] (non-decreasing) and offer prices [G, K] from an action [G, K]."""
+        m = self.markups(action) * params.strategic[:, None]
         price = params.cost[:, None] * (1.0 + params.max_markup * m)
         return m, jnp.minimum(price, params.price_cap)
 

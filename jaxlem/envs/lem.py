@@ -12,7 +12,21 @@ Action per agent (``[N, 3]``, each in [-1, 1]; ``[N, 4]`` with the partner stage
   2. offer fraction of a surplus: -1 -> 0 ... +1 -> 1 (the rest is sold to the DSO at the FiT);
   3. (partner stage) index of the preferred partner, rounded; < 0 means none.
 Non-finite action entries are replaced by 0 (idle battery, mid price, half offered, no partner)
-and everything is clipped to the space, so no action can produce NaN.
+and everything is clipped to the space, so no action can produce NaN. ``action_mask(params)``
+marks the columns that can matter for each agent (the battery column needs a battery, the offer
+fraction a site that can have a surplus); learners leave the others out of their loss.
+
+Observation per agent (``[N, obs_dim]``; energies divided by the site's size ``(pv + demand +
+dispatchable + battery kW) * dt``, prices by ``max_price``):
+  0-2 hour of day (sin, cos), episode progress t / T; 3-6 PV and demand now, forecasts of the
+  next step; 7 net position now; 8-9 state of charge, room left in the battery; 10-13 FiT and
+  utility price now and at the next step; 14-15 last clearing price and P2P volume; 16-17 own
+  last P2P energy and average P2P price; 18 reputation; 19 has a battery; 20-22 day of the year
+  (sin, cos), weekend.
+  With ``day_ahead_obs`` (default; the DSO publishes its tariff a day ahead): 23-25 highest and
+  lowest utility price and highest FiT over the rest of the episode; 26 steps until the highest
+  utility price / T; 27-28 noisy forecasts of own PV and demand over the rest of the episode
+  (per size, / (T / 4)). With ``global_obs``: 4 community features at the end.
 
 PV and demand come from a profile source (static ``profile_source``): ``"bank"`` (default) looks
 them up in a year of 15-minute profiles generated with pvlib and demandlib (``profile_bank``
@@ -50,8 +64,10 @@ GRID_MODES = ("none", "capacity", "losses", "dcopf")
 PROFILE_SOURCES = ("bank", "synthetic")
 TARIFFS = ("tou", "fixed")
 BASE_OBS_DIM = 23
+AHEAD_OBS_DIM = 6
 GLOBAL_OBS_DIM = 4
 _EPS = 1e-6
+DUST_FRAC = 1e-5  # P2P energy below this share of a site's size (kWh per step) is rounding dust
 
 
 @struct.dataclass
@@ -129,6 +145,8 @@ class LEMState:
     demand: jax.Array  # [N] demand this step, kWh
     forecast_gen: jax.Array  # [N] noisy forecast of next step's PV, kWh
     forecast_demand: jax.Array  # [N] noisy forecast of next step's demand, kWh
+    forecast_gen_rest: jax.Array  # [N] noisy forecast of PV over the rest of the episode, kWh
+    forecast_demand_rest: jax.Array  # [N] the same for demand, kWh
     pv_day: jax.Array  # [N] daily PV factor
     demand_day: jax.Array  # [N] daily demand factor
     pv_kind: jax.Array  # [N] PV orientation in use
@@ -157,12 +175,16 @@ class LEMEnv(Environment):
     use_reputation: bool = False
     num_feeders: int = 1
     global_obs: bool = False
+    day_ahead_obs: bool = True  # observe the rest of the day's tariff and PV/demand forecasts
     population: pop.Population = field(default_factory=pop.Population)
     scenario: str = ""  # preset name (jaxlem.scenarios); "" = agents drawn from ``population``
     tariff: str = "tou"  # "tou": random time-of-use blocks per reset; "fixed": params profiles
     grid_case: str = "ieee34"  # feeder of grid_mode='dcopf' (a bundled case)
     profile_source: str = "bank"  # "bank": the profile bank; "synthetic": the params tables
     profile_bank: str = "default"  # a shipped bank's name or the path of a jaxlem-profiles .npz
+
+    # the controller a residual learner starts from (jaxlem.policies): self-consumption storage
+    reference_policy = "rule_based_battery"
 
     def __post_init__(self):
         from jaxlem import checks
@@ -400,7 +422,11 @@ class LEMEnv(Environment):
 
     @property
     def obs_dim(self) -> int:
-        return BASE_OBS_DIM + (GLOBAL_OBS_DIM if self.global_obs else 0)
+        return (
+            BASE_OBS_DIM
+            + (AHEAD_OBS_DIM if self.day_ahead_obs else 0)
+            + (GLOBAL_OBS_DIM if self.global_obs else 0)
+        )
 
     def action_space(self, params: LEMParams | None = None) -> Box:
         """Continuous [-1, 1]^3 per agent; with the partner stage a 4th column holds the partner
@@ -411,6 +437,18 @@ class LEMEnv(Environment):
 
     def observation_space(self, params: LEMParams | None = None) -> Box:
         return Box(-np.inf, np.inf, (self.num_agents, self.obs_dim))
+
+    def action_mask(self, params: LEMParams | None = None) -> jax.Array:
+        """The battery column matters only with a battery, the offer fraction only for a site
+        that can ever have a surplus (PV, a dispatchable unit or a battery); the limit price
+        and the partner column always matter."""
+        p = self.default_params if params is None else params
+        has_bat = (p.bat_kwh > 0) & (p.bat_kw > 0)
+        can_sell = (p.pv_kw > 0) | (p.disp_kw > 0) | has_bat
+        cols = [has_bat, jnp.ones_like(has_bat), can_sell]
+        if self.partner_stage:
+            cols.append(jnp.ones_like(has_bat))
+        return jnp.stack(cols, axis=-1)
 
     # ---------------------------------------------------------------- dynamics
     def reset_env(self, key: jax.Array, params: LEMParams) -> tuple[jax.Array, LEMState]:
@@ -445,7 +483,9 @@ class LEMEnv(Environment):
             )
         t0 = jnp.zeros((), jnp.int32)
         kinds = (pv_kind, demand_kind, day)
-        gen, dem, fc_gen, fc_dem = self._draw_step(k_draw, t0, kinds, pv_day, dem_day, params)
+        gen, dem, fc_gen, fc_dem, fc_rest = self._draw_step(
+            k_draw, t0, kinds, pv_day, dem_day, params
+        )
         mid = 0.5 * (fit[0] + util[0])
         state = LEMState(
             t=t0,
@@ -454,6 +494,8 @@ class LEMEnv(Environment):
             demand=dem,
             forecast_gen=fc_gen,
             forecast_demand=fc_dem,
+            forecast_gen_rest=fc_rest[0],
+            forecast_demand_rest=fc_rest[1],
             pv_day=pv_day,
             demand_day=dem_day,
             pv_kind=pv_kind,
@@ -513,10 +555,33 @@ class LEMEnv(Environment):
             )
         )
 
+    def _rest_profiles(self, kinds, t, params):
+        """Per-unit PV and demand [N] summed over the episode's steps after ``t`` (the
+        day-ahead forecast's expected shape; zeros with ``day_ahead_obs`` off)."""
+        pv_kind, demand_kind, day = kinds
+        if not self.day_ahead_obs:
+            z = jnp.zeros(pv_kind.shape, jnp.float32)
+            return z, z
+        later = (jnp.arange(self.num_steps) > t).astype(jnp.float32)  # [T]
+        if self.bank is None:
+            pv_rest = params.pv_table @ later
+            dem_rest = params.demand_table @ later
+            pv_kind, demand_kind = pv_kind % pv_rest.shape[0], demand_kind % dem_rest.shape[0]
+        else:
+            n_pv, steps = self.bank.pv.shape
+            idx = (day * self.bank.steps_per_day + jnp.arange(self.num_steps)) % steps
+            rest = later @ jnp.take(jnp.asarray(self._bank_rows), idx, axis=0)  # [K]
+            pv_rest, dem_rest = rest[:n_pv], rest[n_pv:]
+        return (
+            jnp.take(pv_rest, pv_kind, mode="clip"),
+            jnp.take(dem_rest, demand_kind, mode="clip"),
+        )
+
     def _draw_step(self, key, t, kinds, pv_day, dem_day, params):
-        """Realised PV and demand energy (kWh) of step ``t`` for every agent, and noisy
-        forecasts of step ``t + 1`` (its expected value times ``1 + forecast_noise * N(0,1)``)."""
-        k_gen, k_dem, k_fg, k_fd = jax.random.split(key, 4)
+        """Realised PV and demand energy (kWh) of step ``t`` for every agent, noisy forecasts
+        of step ``t + 1`` (its expected value times ``1 + forecast_noise * N(0,1)``) and of the
+        totals over the steps after ``t`` (same noise model)."""
+        k_gen, k_dem, k_fg, k_fd, k_rest = jax.random.split(key, 5)
         dt = self.dt_h
         t_now = jnp.minimum(t, self.num_steps - 1)
         t_next = jnp.minimum(t + 1, self.num_steps - 1)
@@ -525,11 +590,17 @@ class LEMEnv(Environment):
         dem_u = profiles.sample_step(k_dem, dem_now, dem_day, params.demand_noise)
         fc_pv = profiles.sample_step(k_fg, pv_next, pv_day, params.forecast_noise)
         fc_dem = profiles.sample_step(k_fd, dem_next, dem_day, params.forecast_noise)
+        pv_rest, dem_rest = self._rest_profiles(kinds, t, params)
+        if self.day_ahead_obs:
+            k_rg, k_rd = jax.random.split(k_rest)
+            pv_rest = profiles.sample_step(k_rg, pv_rest, pv_day, params.forecast_noise)
+            dem_rest = profiles.sample_step(k_rd, dem_rest, dem_day, params.forecast_noise)
         return (
             pv_u * params.pv_kw * dt,
             dem_u * params.demand_kw * dt,
             fc_pv * params.pv_kw * dt,
             fc_dem * params.demand_kw * dt,
+            (pv_rest * params.pv_kw * dt, dem_rest * params.demand_kw * dt),
         )
 
     def _sanitize_action(self, action: jax.Array) -> tuple[jax.Array, jax.Array | None]:
@@ -695,7 +766,7 @@ class LEMEnv(Environment):
 
         # 8. next state and observation
         t_next = t + 1
-        gen, dem, fc_gen, fc_dem = self._draw_step(
+        gen, dem, fc_gen, fc_dem, fc_rest = self._draw_step(
             k_draw,
             t_next,
             (state.pv_kind, state.demand_kind, state.day),
@@ -703,9 +774,14 @@ class LEMEnv(Environment):
             state.demand_day,
             params,
         )
+        # a match below the dust tolerance (float rounding of a net position that is zero) does
+        # not move the price features: its price is the ratio of two rounding errors
+        size = (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * dt
+        real = matched > DUST_FRAC * size
         own_price = jnp.where(
-            matched > 0, jnp.abs(payment) / jnp.maximum(matched - loss, _EPS), state.last_own_price
+            real, jnp.abs(payment) / jnp.maximum(matched - loss, _EPS), state.last_own_price
         )
+        real_volume = volume > DUST_FRAC * jnp.sum(size)
         fill = jnp.where(qty > 0, matched / jnp.maximum(qty, _EPS), 0.0)
         rep = jnp.where(
             qty > 0,
@@ -719,7 +795,9 @@ class LEMEnv(Environment):
             demand=dem,
             forecast_gen=fc_gen,
             forecast_demand=fc_dem,
-            last_price=res.clearing_price,
+            forecast_gen_rest=fc_rest[0],
+            forecast_demand_rest=fc_rest[1],
+            last_price=jnp.where(real_volume, res.clearing_price, state.last_price),
             last_volume=volume,
             last_matched=matched,
             last_own_price=own_price,
@@ -850,6 +928,23 @@ class LEMEnv(Environment):
             has_bat.astype(jnp.float32),
             *(ones * c for c in self._calendar(state)),
         ]
+        if self.day_ahead_obs:
+            ahead = jnp.arange(t_len) > state.t  # the steps after this one
+            u_ahead = jnp.where(ahead, state.utility, -jnp.inf)
+            u_max = jnp.max(u_ahead)
+            has_ahead = jnp.any(ahead)
+            u_max = jnp.where(has_ahead, u_max, state.utility[t])
+            u_min = jnp.where(has_ahead, jnp.min(jnp.where(ahead, state.utility, jnp.inf)), u_max)
+            f_max = jnp.where(has_ahead, jnp.max(jnp.where(ahead, state.fit, -jnp.inf)), 0.0)
+            to_peak = jnp.argmax(u_ahead >= u_max) - state.t  # steps until the highest price
+            cols += [
+                ones * u_max / pmax,
+                ones * u_min / pmax,
+                ones * jnp.where(has_ahead, f_max, state.fit[t]) / pmax,
+                ones * jnp.where(has_ahead, to_peak, 0) / t_len,
+                state.forecast_gen_rest / (size * jnp.maximum(t_len * 0.25, 1.0)),
+                state.forecast_demand_rest / (size * jnp.maximum(t_len * 0.25, 1.0)),
+            ]
         if self.global_obs:
             total = (jnp.sum(params.pv_kw + params.demand_kw) * dt) + _EPS
             cols += [

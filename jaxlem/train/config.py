@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from flax import struct
 
-from jaxlem import checks
+from jaxlem import checks, policies
 
 ALGOS = ("ippo", "mappo", "selfplay", "ctce", "sac")
 SHARING = ("shared", "type", "independent")
 DISTS = ("beta", "tanh_normal")
 ACTIVATIONS = ("tanh", "relu")
+REWARD_NORMS = ("batch", "agent")
 # the seed framework's training modes, as named in the docs
 MODES = {"ctce": "CTCE", "mappo": "CTDE", "ippo": "DTDE", "selfplay": "DTDE", "sac": "DTDE"}
 
@@ -58,6 +59,11 @@ class TrainConfig:
     dist: str = "beta"  # continuous action distribution (PPO); SAC uses tanh_normal
     normalize_obs: bool = True
     normalize_reward: bool = True
+    # residual policy learning: the actor adjusts a scripted baseline's action (jaxlem.policies);
+    # "auto" = the env's reference_policy, "" = the actor acts alone
+    residual: str = ""
+    action_mask: bool = True  # leave the columns env.action_mask marks irrelevant out of the loss
+    reward_norm: str = "batch"  # "batch": one return scale for all; "agent": one per agent slot
     anneal_lr: bool = True
     # numeric (traced)
     lr: float = 3e-4
@@ -89,6 +95,7 @@ class TrainConfig:
         checks.check_choice("sharing", self.sharing, SHARING)
         checks.check_choice("dist", self.dist, DISTS)
         checks.check_choice("activation", self.activation, ACTIVATIONS)
+        checks.check_choice("reward_norm", self.reward_norm, REWARD_NORMS)
         for f in (
             "total_timesteps",
             "num_envs",
@@ -130,6 +137,11 @@ class TrainConfig:
                 f"(buffer_size = {self.buffer_size} env steps); allowed range "
                 f"[1, {self.buffer_size}]"
             )
+        if self.algo == "sac" and self.residual:
+            raise ValueError(
+                f"residual: got {self.residual!r} with algo='sac'; allowed: '' (residual "
+                "actors are built into the PPO trainers)"
+            )
         if self.algo == "selfplay" and self.sharing != "shared":
             raise ValueError(
                 f"sharing: got {self.sharing!r} with algo='selfplay'; allowed: 'shared' "
@@ -170,8 +182,17 @@ class TrainConfig:
             values["hidden"] = tuple(int(h) for h in values["hidden"])
         return cls(**values)
 
+    def residual_policy(self, env) -> str:
+        """The baseline a residual actor adjusts for ``env`` ("" = none), validated."""
+        name = env.reference_policy if self.residual == "auto" else self.residual
+        allowed = sorted({**policies.BASELINES, **policies.GENCOS_BASELINES})
+        if name and name not in allowed:
+            raise ValueError(f"residual: got {name!r}; allowed: '', 'auto' or one of {allowed}")
+        return name
+
     def check_env(self, env) -> None:
         """Checks that need the env (agent counts, action layout), still before compiling."""
+        self.residual_policy(env)
         if self.algo == "ctce" and env.num_agents > self.ctce_max_agents:
             raise ValueError(
                 f"num_agents: got {env.num_agents} with algo='ctce'; allowed range "

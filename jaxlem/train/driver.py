@@ -22,6 +22,13 @@ from jaxlem.train import checkpoint
 from jaxlem.train import ppo as ppo_mod
 from jaxlem.train.config import TrainConfig
 
+# learner diagnostics shown in the progress line (all of them are in metrics.csv)
+_DIAG = (
+    ("approx_kl", "kl", ".1e"),
+    ("entropy", "ent", "+.2f"),
+    ("explained_variance", "ev", ".2f"),
+)
+
 
 class Progress:
     """Host-side sink of the per-update callback: a progress line, env-steps/s from wall time."""
@@ -43,9 +50,14 @@ class Progress:
         if u % self.every == 0 or u == self.total:
             width = 24
             done = int(width * u / self.total)
+            diag = "".join(
+                f" | {label} {float(np.mean(np.asarray(metrics[k]))):{fmt}}"
+                for k, label, fmt in _DIAG
+                if k in metrics
+            )
             self.log(
                 f"[{'#' * done}{'.' * (width - done)}] update {u}/{self.total} | "
-                f"{self.rate(u):,.0f} env-steps/s | mean return {self.last_ret:+.3f} | "
+                f"{self.rate(u):,.0f} env-steps/s | mean return {self.last_ret:+.3f}{diag} | "
                 f"{now - self.start:6.1f} s"
             )
 
@@ -89,6 +101,7 @@ def run_training(
     resume: bool = False,
     stop_after_chunk: int | None = None,
     log=print,
+    writers=(),
     progress_every: int | None = None,
     shard: bool = True,
 ) -> dict:
@@ -134,6 +147,12 @@ def run_training(
             if compile_s is None:
                 compile_s = time.perf_counter() - tc
             chunks_metrics.append(metrics)
+            if writers:
+                chunk_rows = _rows(
+                    [metrics], j * per_chunk, config.env_steps_per_update, seeds, prog
+                )
+                for w in writers:
+                    w.write(chunk_rows)
             if ckpt_dir is not None:
                 checkpoint.save(
                     ckpt_dir, j + 1, runners, {"num_chunks": num_chunks, "updates": per_chunk}
@@ -142,6 +161,8 @@ def run_training(
                 break
     finally:
         ppo_mod._SINK[:] = []
+        for w in writers:
+            w.close()
     wall = time.perf_counter() - t0
     rows = _rows(chunks_metrics, start * per_chunk, config.env_steps_per_update, seeds, prog)
     if out_dir is not None and rows:

@@ -41,7 +41,8 @@ def trained_policy(core):
 
     def policy(key, obs, env, params, runner):
         types = agent_types(core.env, params)[None]
-        return core.policy(runner, obs[None], types, key, True)[0]
+        batched = jax.tree_util.tree_map(lambda x: x[None], params)
+        return core.policy(runner, obs[None], types, key, True, batched)[0]
 
     return policy
 

@@ -21,7 +21,7 @@ import numpy as np
 
 import jaxlem
 from jaxlem.bench import hardware
-from jaxlem.train import TrainConfig, checkpoint
+from jaxlem.train import TrainConfig, checkpoint, loggers
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import MODES
 from jaxlem.train.driver import run_training, stdout_log
@@ -102,10 +102,12 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         f"{config.env_steps_per_update} env-steps | seeds {list(seeds)} | "
         f"backend {jax.default_backend()} x{jax.device_count()}"
     )
+    writers = loggers.make_writers(cfg.get("loggers") or [], out, {"train": dict(cfg["train"])})
     res = run_training(
         config,
         env,
         seeds=seeds,
+        writers=writers,
         params=bank,
         eval_params=eval_bank,
         num_chunks=int(cfg.get("num_chunks", 1)),

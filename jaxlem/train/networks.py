@@ -96,26 +96,37 @@ class ActionHead:
             return u
         return jnp.concatenate([u, jnp.argmax(logits, -1).astype(u.dtype)], axis=-1)
 
-    def log_prob(self, out, raw):
+    def log_prob(self, out, raw, mask=None):
+        """Log-probability of ``raw``; ``mask`` [..., raw_dim] (1 = the column matters) leaves
+        columns out of the sum."""
         u = raw[..., : self.cont]
         d = self._cont(out)
         if self.kind == "beta":
             lp = d.log_prob(jnp.clip(u, _EPS, 1.0 - _EPS))
         else:  # tanh-squashed normal, raw = pre-squash value
             lp = d.log_prob(u) - 2.0 * (np.log(2.0) - u - nn.softplus(-2.0 * u))
+        if mask is not None:
+            lp = lp * mask[..., : self.cont]
         lp = jnp.sum(lp, axis=-1)
         if self.num_cat:
             logits = self._split(out)[2]
             idx = raw[..., self.cont :].astype(jnp.int32)
-            lp = lp + jnp.sum(
-                jnp.take_along_axis(jax.nn.log_softmax(logits), idx[..., None], -1)[..., 0], -1
-            )
+            lp_cat = jnp.take_along_axis(jax.nn.log_softmax(logits), idx[..., None], -1)[..., 0]
+            if mask is not None:
+                lp_cat = lp_cat * mask[..., self.cont :]
+            lp = lp + jnp.sum(lp_cat, -1)
         return lp
 
-    def entropy(self, out):
-        ent = jnp.sum(self._cont(out).entropy(), axis=-1)
+    def entropy(self, out, mask=None):
+        ent = self._cont(out).entropy()
+        if mask is not None:
+            ent = ent * mask[..., : self.cont]
+        ent = jnp.sum(ent, axis=-1)
         if self.num_cat:
-            ent = ent + jnp.sum(distrax.Categorical(logits=self._split(out)[2]).entropy(), -1)
+            ent_cat = distrax.Categorical(logits=self._split(out)[2]).entropy()
+            if mask is not None:
+                ent_cat = ent_cat * mask[..., self.cont :]
+            ent = ent + jnp.sum(ent_cat, -1)
         return ent
 
     def to_env(self, raw):

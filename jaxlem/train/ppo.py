@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxlem import policies
 from jaxlem.envs.wrappers import LogWrapper
 from jaxlem.train import networks as nets
 from jaxlem.train.config import Hyper, TrainConfig
@@ -94,6 +95,7 @@ class Core:
         self.num_types = num_agent_types(env)
         self.central = c.algo == "ctce"
         self.head = action_head(c, env)
+        self.residual = c.residual_policy(env)
         self.actor = nets.MLP(c.hidden, c.activation, self.head.out_dim, 0.01)
         self.critic = nets.MLP(c.hidden, c.activation, 1, 1.0)
         self.views = 1 if self.central else n  # agent axis as the networks see it
@@ -122,6 +124,19 @@ class Core:
         )
         return own, world
 
+    def _head_mask(self, bank):
+        """[B, N', raw_dim] float: 1 where an action column matters (``env.action_mask``)."""
+        b = jax.tree_util.tree_leaves(bank)[0].shape[0]
+        if not self.config.action_mask:
+            return jnp.ones((b, self.views, self.head.raw_dim), jnp.float32)
+        mask = jax.vmap(self.env.action_mask)(bank).astype(jnp.float32)  # [B, N, A]
+        if not self.central:
+            return mask
+        h = self.head
+        cont = mask[..., : h.cont // self.num_agents].reshape(b, 1, -1)
+        cat = mask[..., h.cont // self.num_agents :].reshape(b, 1, -1)
+        return jnp.concatenate([cont, cat], axis=-1)
+
     def _view_types(self, types, m):
         """Agent types [M, N'] as the networks see them (one joint "agent" under CTCE)."""
         if self.central:
@@ -136,28 +151,45 @@ class Core:
         sharing = "shared" if self.central else self.config.sharing
         return nets.apply_shared(self.critic, params, x, t, sharing, self.num_types)[..., 0]
 
-    def _to_env(self, raw):
-        """Raw actions [M, N', raw] -> env actions [M, N, act_dim]."""
+    def _to_env(self, raw, obs=None, bank=None, key=None):
+        """Raw actions [M, N', raw] -> env actions [M, N, act_dim]. With a residual baseline,
+        each continuous column moves the baseline's action towards the box edge it points to:
+        0 plays the baseline, -1 and +1 the edges."""
         act = self.head.to_env(raw)
-        if not self.central:
-            return act
-        m = act.shape[0]
         h = self.head
-        cont = act[..., : h.cont].reshape(m, self.num_agents, -1)
-        if not h.num_cat:
-            return cont
-        cat = act[..., h.cont :].reshape(m, self.num_agents, 1)
-        return jnp.concatenate([cont, cat], axis=-1)
+        if self.central:
+            m = act.shape[0]
+            parts = [act[..., : h.cont].reshape(m, self.num_agents, -1)]
+            if h.num_cat:
+                parts.append(act[..., h.cont :].reshape(m, self.num_agents, -1))
+            act = jnp.concatenate(parts, axis=-1)
+        if not self.residual:
+            return act
+        k = act.shape[-1] - (1 if h.num_cat else 0)
+        d = 2.0 * (act[..., :k] - h.low) / (h.high - h.low) - 1.0  # in [-1, 1]
+        b = self._baseline(obs, bank, key)[..., :k]
+        moved = jnp.where(d >= 0, b + d * (h.high - b), b + d * (b - h.low))
+        return jnp.concatenate([moved, act[..., k:]], axis=-1)
+
+    def _baseline(self, obs, bank, key):
+        """The residual baseline's actions [M, N, act_dim] for raw observations [M, N, D]."""
+        pol = {**policies.BASELINES, **policies.GENCOS_BASELINES}[self.residual]
+        m = obs.shape[0]
+        keys = jax.random.split(jax.random.fold_in(key, 1), m)
+        return jax.vmap(lambda k, o, p: pol(k, o, self.env, p))(keys, obs, bank)
+
+    def _lr_at(self, hyper: Hyper, update):
+        """The learning rate during update number ``update`` (linear decay to 0 if annealed)."""
+        if not self.config.anneal_lr:
+            return hyper.lr
+        return hyper.lr * jnp.maximum(1.0 - update / self.config.num_updates, 0.0)
 
     def _optimizer(self, hyper: Hyper):
         c = self.config
         steps_per_update = c.update_epochs * c.num_minibatches
 
         def lr(count):
-            if not c.anneal_lr:
-                return hyper.lr
-            frac = 1.0 - (count // steps_per_update) / c.num_updates
-            return hyper.lr * jnp.maximum(frac, 0.0)
+            return self._lr_at(hyper, count // steps_per_update)
 
         # actor and critic clipped separately: a large value-loss gradient must not shrink the
         # policy step (with one global norm the policy barely moved)
@@ -194,7 +226,7 @@ class Core:
             env_state=env_state,
             obs=obs,
             obs_stats=nets.stats_init(self.obs_dim),
-            ret_stats=nets.stats_init(1),
+            ret_stats=self._ret_stats_init(),
             ret_acc=jnp.zeros((c.num_envs, self.views), jnp.float32),
             pool=pool,
             pool_count=jnp.ones((), jnp.int32),
@@ -202,12 +234,23 @@ class Core:
             key=key,
         )
 
+    def _ret_stats_init(self):
+        """Running variance of the discounted return: one scale for the whole batch, or one per
+        (environment, agent) slot, so small and large sites weigh alike in the gradient."""
+        if self.config.reward_norm == "agent":
+            return jax.tree_util.tree_map(
+                lambda x: jnp.broadcast_to(x, (self.config.num_envs, self.views)),
+                nets.stats_init(1),
+            )
+        return nets.stats_init(1)
+
     # ------------------------------------------------------------------ one update
     def _update(self, runner: Runner, bank, hyper: Hyper):
         c, env = self.config, self.env
         b, n, v = c.num_envs, self.num_agents, self.views
         types_b = jax.vmap(lambda p: agent_types(env, p))(bank)  # [B, N]
         vt = self._view_types(types_b, b)
+        amask = self._head_mask(bank)  # [B, N', raw]
         key, k_opp, k_learn, k_self = jax.random.split(runner.key, 4)
 
         # self-play: which agents learn in each env, and which snapshot plays the others
@@ -233,11 +276,11 @@ class Core:
                 opp_out = jax.vmap(lambda p, x: self.actor.apply(p, x))(opp_params, x_a)
                 opp_raw = self.head.sample(opp_out, k_opp_act)
                 raw = jnp.where(mask[..., None], raw, opp_raw)
-            logp = self.head.log_prob(out, raw)
+            logp = self.head.log_prob(out, raw, amask)
             value = self._value(runner.params["critic"], x_c, vt)
             keys = jax.random.split(k_step, b)
             obs2, env_state, reward, done, info = jax.vmap(self.log_env.step)(
-                keys, env_state, self._to_env(raw), bank
+                keys, env_state, self._to_env(raw, obs, bank, k_act), bank
             )
             reward = reward.astype(jnp.float32)
             if self.central:
@@ -245,9 +288,14 @@ class Core:
             # a time limit is not a terminal state: bootstrap from the pre-reset observation
             trunc = (info["truncated"] & ~info["terminated"]).astype(jnp.float32)
             ret_acc = ret_acc * hyper.gamma * (1.0 - done[:, None]) + reward
-            if c.normalize_reward:
+            if c.normalize_reward and c.reward_norm == "agent":
+                ret_stats = nets.stats_update(ret_stats, ret_acc[None])
+                scale = jnp.sqrt(ret_stats["var"] + 1e-8)
+            elif c.normalize_reward:
                 ret_stats = nets.stats_update(ret_stats, ret_acc.reshape(-1, 1))
-            scale = jnp.sqrt(ret_stats["var"][0] + 1e-8) if c.normalize_reward else 1.0
+                scale = jnp.sqrt(ret_stats["var"][0] + 1e-8)
+            else:
+                scale = 1.0
             fin_a, fin_c = self._inputs(nets.normalize(obs_stats, info["final_obs"]), types_b)
             v_final = self._value(runner.params["critic"], fin_c, vt)
             reward_t = reward / scale + hyper.gamma * v_final * trunc[:, None]
@@ -297,20 +345,19 @@ class Core:
         def flat(x):
             return x.reshape(c.rollout_len * b, *x.shape[2:])
 
-        batch = jax.tree_util.tree_map(
-            flat, (x_a, x_c, raw, logp, value, adv, targets, jnp.broadcast_to(mask, value.shape))
-        )
+        masks = (jnp.broadcast_to(mask, value.shape), jnp.broadcast_to(amask, raw.shape))
+        batch = jax.tree_util.tree_map(flat, (x_a, x_c, raw, logp, value, adv, targets, *masks))
         types_flat = jnp.broadcast_to(vt, (c.rollout_len, *vt.shape)).reshape(-1, vt.shape[-1])
         optimizer = self._optimizer(hyper)
         size = c.rollout_len * b
         mb = size // c.num_minibatches
 
         def loss_fn(params, mbatch, t):
-            xa, xc, rw, lp_old, v_old, a, tgt, m = mbatch
+            xa, xc, rw, lp_old, v_old, a, tgt, m, am = mbatch
             m = m.astype(jnp.float32)
             cnt = jnp.maximum(m.sum(), 1.0)
             out = self._actor(params["actor"], xa, t)
-            lp = self.head.log_prob(out, rw)
+            lp = self.head.log_prob(out, rw, am)
             a_mean = (a * m).sum() / cnt
             a_std = jnp.sqrt(((a - a_mean) ** 2 * m).sum() / cnt + 1e-8)
             a = (a - a_mean) / a_std
@@ -323,10 +370,17 @@ class Core:
             v_clip = v_old + jnp.clip(val - v_old, -hyper.clip_eps, hyper.clip_eps)
             vl = 0.5 * jnp.maximum((val - tgt) ** 2, (v_clip - tgt) ** 2)
             vl = (vl * m).sum() / cnt
-            ent = (self.head.entropy(out) * m).sum() / cnt
+            ent = (self.head.entropy(out, am) * m).sum() / cnt
             kl = (((ratio - 1.0) - (lp - lp_old)) * m).sum() / cnt
+            clipped = (jnp.abs(ratio - 1.0) > hyper.clip_eps).astype(jnp.float32)
             total = pg + hyper.vf_coef * vl - hyper.ent_coef * ent
-            return total, {"policy_loss": pg, "value_loss": vl, "entropy": ent, "approx_kl": kl}
+            return total, {
+                "policy_loss": pg,
+                "value_loss": vl,
+                "entropy": ent,
+                "approx_kl": kl,
+                "clip_frac": (clipped * m).sum() / cnt,
+            }
 
         def epoch(carry, k):
             params, opt_state = carry
@@ -340,6 +394,8 @@ class Core:
                 params, opt_state = carry
                 mbatch, t = inp
                 grads, aux = jax.grad(loss_fn, has_aux=True)(params, mbatch, t)
+                aux["grad_norm_actor"] = optax.tree.norm(grads["actor"])
+                aux["grad_norm_critic"] = optax.tree.norm(grads["critic"])
                 updates, opt_state = optimizer.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), aux
 
@@ -362,6 +418,18 @@ class Core:
             pool_count = jnp.where(push, jnp.minimum(pool_count + 1, c.pool_size), pool_count)
 
         metrics = {k: val.mean() for k, val in losses.items()}
+        # how much of the return variance the critic explains, on this update's rollout
+        m_all = jnp.broadcast_to(mask, value.shape).astype(jnp.float32)
+        cnt_all = jnp.maximum(m_all.sum(), 1.0)
+
+        def _var(x):
+            mu = (x * m_all).sum() / cnt_all
+            return ((x - mu) ** 2 * m_all).sum() / cnt_all
+
+        metrics["explained_variance"] = 1.0 - _var(targets - value) / jnp.maximum(
+            _var(targets), 1e-8
+        )
+        metrics["lr"] = self._lr_at(hyper, runner.update)
         for k, val in step_stats.items():
             if k not in ("episode_return_sum", "episodes"):
                 metrics[k] = val.mean()
@@ -385,13 +453,13 @@ class Core:
         return new, metrics
 
     # ------------------------------------------------------------------ evaluation
-    def policy(self, runner: Runner, obs, types, key, deterministic: bool = True):
+    def policy(self, runner: Runner, obs, types, key, deterministic: bool = True, params=None):
         """Env actions [M, N, act_dim] for raw observations [M, N, D] (one seed's runner)."""
         obs_n = nets.normalize(runner.obs_stats, obs)
         x_a, _ = self._inputs(obs_n, types)
         out = self._actor(runner.params["actor"], x_a, self._view_types(types, obs.shape[0]))
         raw = self.head.mode(out) if deterministic else self.head.sample(out, key)
-        return self._to_env(raw)
+        return self._to_env(raw, obs, params, key)
 
     def evaluate(self, runner: Runner, eval_bank, key):
         """Mean agent return of the deterministic policy over one episode per eval scenario."""
@@ -402,7 +470,7 @@ class Core:
 
         def step(carry, k):
             obs, state = carry
-            act = self.policy(runner, obs, types, k)
+            act = self.policy(runner, obs, types, k, True, eval_bank)
             obs, state, reward, _, _ = jax.vmap(self.env.step)(
                 jax.random.split(k, m), state, act, eval_bank
             )

@@ -1,0 +1,160 @@
+"""The levers that make PPO learn lem-v0: residual actors, action masks, per-agent reward
+scales, the day-ahead observation and the optional metric writers."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlem
+from jaxlem import policies
+from jaxlem.envs import lem
+from jaxlem.train import TrainConfig, loggers
+from jaxlem.train import networks as nets
+from jaxlem.train.ppo import build
+
+ENV = jaxlem.make("lem-v0", num_agents=6, num_steps=24)
+TINY = dict(total_timesteps=96, num_envs=2, rollout_len=4, hidden=(8,), eval_every=0)
+
+
+def test_action_mask_marks_the_columns_that_can_matter():
+    p = ENV.default_params
+    mask = np.asarray(ENV.action_mask(p))
+    has_bat = np.asarray(p.bat_kwh) > 0
+    can_sell = (np.asarray(p.pv_kw) > 0) | has_bat
+    assert mask.shape == (6, 3)
+    assert np.array_equal(mask[:, 0], has_bat) and mask[:, 1].all()
+    assert np.array_equal(mask[:, 2], can_sell)
+    assert has_bat.any() and not has_bat.all()  # the default community has both kinds
+    gencos = jaxlem.make("gencos-v0")
+    assert np.asarray(gencos.action_mask()).all()  # the contract's default: every column
+
+
+def test_masked_log_prob_and_entropy_leave_the_masked_columns_out():
+    head = nets.ActionHead(3)
+    out = jax.random.normal(jax.random.PRNGKey(0), (5, 6))
+    raw = head.sample(out, jax.random.PRNGKey(1))
+    mask = jnp.asarray([1.0, 0.0, 1.0])
+    full = head._cont(out).log_prob(jnp.clip(raw, 1e-6, 1 - 1e-6))
+    np.testing.assert_allclose(
+        head.log_prob(out, raw, mask), full[:, 0] + full[:, 2], rtol=1e-5, atol=1e-5
+    )
+    ent = head._cont(out).entropy()
+    np.testing.assert_allclose(head.entropy(out, mask), ent[:, 0] + ent[:, 2], rtol=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["ippo", "ctce"])
+def test_a_residual_actor_at_zero_plays_its_baseline_and_reaches_every_edge(algo):
+    core = build(TrainConfig(algo=algo, residual="auto", **TINY).static(), ENV)
+    bank = ENV.sample_params(jax.random.PRNGKey(3), 2)
+    obs, _ = jax.vmap(ENV.reset)(jax.random.split(jax.random.PRNGKey(4), 2), bank)
+    key = jax.random.PRNGKey(5)
+    base = jax.vmap(lambda o, p: policies.rule_based_battery(key, o, ENV, p))(obs, bank)
+    views = 1 if algo == "ctce" else ENV.num_agents
+    for u, expect in ((0.5, base), (1.0, jnp.ones_like(base)), (0.0, -jnp.ones_like(base))):
+        raw = jnp.full((2, views, core.head.raw_dim), u)
+        act = core._to_env(raw, obs, bank, key)
+        np.testing.assert_allclose(act, expect, atol=1e-6)
+    # between the baseline and an edge the action moves monotonically
+    acts = [
+        core._to_env(jnp.full((2, views, core.head.raw_dim), u), obs, bank, key)
+        for u in (0.5, 0.6, 0.8)
+    ]
+    assert np.all(np.diff(np.stack([np.asarray(a) for a in acts]), axis=0) >= -1e-6)
+
+
+def test_residual_auto_follows_the_env_and_bad_names_are_refused():
+    assert TrainConfig(residual="auto").residual_policy(ENV) == "rule_based_battery"
+    assert TrainConfig(residual="auto").residual_policy(jaxlem.make("gencos-v0")) == ""
+    with pytest.raises(ValueError, match="residual: got 'nope'"):
+        TrainConfig(residual="nope").check_env(ENV)
+
+
+def test_per_agent_reward_scale_has_one_running_scale_per_agent_slot():
+    cfg = TrainConfig(reward_norm="agent", **TINY)
+    core = build(cfg.static(), ENV)
+    bank = ENV.sample_params(jax.random.PRNGKey(0), 2)
+    runner = core.init(jax.random.PRNGKey(1)[None], bank, cfg.hyper())
+    assert runner.ret_stats["var"].shape == (1, 2, ENV.num_agents)
+    runner, _ = core.run(runner, bank, None, cfg.hyper(), 2)
+    var = np.asarray(runner.ret_stats["var"][0])
+    assert np.all(np.isfinite(var)) and np.all(var >= 0)
+    # sites of different size get different scales
+    assert np.ptp(var) > 0
+
+
+def test_day_ahead_features_match_a_plain_numpy_reading_of_the_episode():
+    env = jaxlem.make("lem-v0", num_agents=4, num_steps=24)
+    p = env.default_params.replace(
+        pv_noise=jnp.float32(0.0), demand_noise=jnp.float32(0.0), forecast_noise=jnp.float32(0.0)
+    )
+    obs, state = env.reset(jax.random.PRNGKey(7), p)
+    util, fit = np.asarray(state.utility), np.asarray(state.fit)
+    pmax = float(p.max_price)
+    gens, dems, feats = [], [], []
+    act = jnp.zeros((4, 3))
+    for t in range(24):
+        feats.append((t, np.asarray(obs[:, lem.BASE_OBS_DIM :])))
+        gens.append(np.asarray(state.gen))
+        dems.append(np.asarray(state.demand))
+        obs, state, *_ = env.step_env(jax.random.PRNGKey(100 + t), state, act, p)
+    gens, dems = np.stack(gens), np.stack(dems)
+    size = np.asarray((p.pv_kw + p.demand_kw + p.disp_kw + p.bat_kw) * env.dt_h) + 1e-6
+    for t, f in feats:
+        if t == 23:
+            break
+        later = np.arange(24) > t
+        np.testing.assert_allclose(f[:, 0], util[later].max() / pmax, rtol=1e-5)
+        np.testing.assert_allclose(f[:, 1], util[later].min() / pmax, rtol=1e-5)
+        np.testing.assert_allclose(f[:, 2], fit[later].max() / pmax, rtol=1e-5)
+        first_peak = np.argmax(np.where(later, util, -np.inf) >= util[later].max())
+        np.testing.assert_allclose(f[:, 3], (first_peak - t) / 24, rtol=1e-5)
+        # without noise the forecast of the rest of the day is what the rest of the day brings
+        np.testing.assert_allclose(f[:, 4] * size * 6, gens[t + 1 :].sum(0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(f[:, 5] * size * 6, dems[t + 1 :].sum(0), rtol=1e-4, atol=1e-4)
+    off = jaxlem.make("lem-v0", num_agents=4, day_ahead_obs=False)
+    assert off.obs_dim == env.obs_dim - lem.AHEAD_OBS_DIM
+
+
+def test_metric_writers_are_validated_and_tensorboard_writes_events(tmp_path):
+    with pytest.raises(ValueError, match="loggers: got 'csv'"):
+        loggers.make_writers(["csv"], tmp_path, {})
+    assert loggers.make_writers([], tmp_path, {}) == []
+    if importlib.util.find_spec("tensorboardX") is None:
+        pytest.skip("tensorboardX (extra 'tensorboard') is not installed")
+    (w,) = loggers.make_writers(["tensorboard"], tmp_path, {"lr": 1e-3})
+    w.write([{"update": 1, "seed": 0, "entropy": -1.5, "approx_kl": 1e-3, "note": "x"}])
+    w.close()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("algo", ["ippo", "mappo"])
+def test_only_the_mappo_critic_sees_the_other_agents(algo):
+    """MAPPO's critic input carries the pooled world state: changing another agent's observation
+    moves agent 0's value under MAPPO but not under IPPO; the actor never sees it."""
+    cfg = TrainConfig(algo=algo, **TINY)
+    core = build(cfg.static(), ENV)
+    bank = ENV.sample_params(jax.random.PRNGKey(0), 2)
+    runner = jax.tree_util.tree_map(
+        lambda x: x[0], core.init(jax.random.PRNGKey(1)[None], bank, cfg.hyper())
+    )
+    types = jnp.zeros((1, ENV.num_agents), jnp.int32)
+    obs = jax.random.normal(jax.random.PRNGKey(2), (1, ENV.num_agents, ENV.obs_dim))
+    other = obs.at[0, 3].add(3.0)  # agent 3's observation changes
+
+    def value_and_action(o):
+        x_a, x_c = core._inputs(o, types)
+        v = core._value(runner.params["critic"], x_c, types)[0, 0]
+        return float(v), np.asarray(core._actor(runner.params["actor"], x_a, types)[0, 0])
+
+    v0, a0 = value_and_action(obs)
+    v1, a1 = value_and_action(other)
+    np.testing.assert_array_equal(a0, a1)
+    if algo == "mappo":
+        assert abs(v1 - v0) > 1e-4
+    else:
+        assert v1 == v0
