@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 import jaxlem
 from jaxlem import equilibrium, metrics, policies
+from jaxlem.bench import hardware
 from jaxlem.train import TrainConfig, make_train
 from jaxlem.train import evaluate as ev
 
@@ -140,9 +140,7 @@ def main() -> None:
     base = ev.episode_kpis(env, dict(policies.GENCOS_BASELINES), ev.held_out_bank(env, 32, 0), 1)
     baselines = {k: float(v["exploitability"].mean()) for k, v in base.items()}
     meta = {
-        "machine": f"{platform.processor() or platform.machine()}, "
-        f"{jax.device_count()} {jax.default_backend()} device(s)",
-        "jax": jax.__version__,
+        "hardware": hardware(),
         "baseline_exploitability": baselines,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))

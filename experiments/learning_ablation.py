@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 import jaxlem
 from jaxlem import oracle, policies
+from jaxlem.bench import hardware
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import TrainConfig
 from jaxlem.train.ppo import make_train
@@ -140,12 +140,12 @@ def run_variant(name: str, seeds: int, scenarios: int, refs_cache: dict) -> dict
 def write_markdown(rows: list[dict], path: Path) -> None:
     head = (
         "| variant | what is switched | gain share | vs rule (paired z) | battery kWh | "
-        "held-out return q1 → q4 |\n|---|---|---|---|---|---|\n"
+        "held-out return q1 → q4 | critic expl. var. |\n|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {r['variant']} | {r['switched']} | {r['gain_share']:.3f} ± {r['gain_share_se']:.3f} "
         f"| {r['vs_rule']:+.3f} ({r['vs_rule_z']:+.1f}) | {r['battery_throughput_kwh']:.0f} | "
-        f"{r['eval_q1']:.3f} → {r['eval_q4']:.3f} |"
+        f"{r['eval_q1']:.3f} → {r['eval_q4']:.3f} | {r['final_explained_variance']:.3f} |"
         for r in rows
     ]
     path.write_text(head + "\n".join(lines) + "\n")
@@ -183,9 +183,7 @@ def main() -> None:
             w.writerows(rows)
         write_markdown(rows, out / "ablation.md")
     meta = {
-        "machine": f"{platform.processor() or platform.machine()}, {jax.device_count()} "
-        f"{jax.default_backend()} device(s)",
-        "jax": jax.__version__,
+        "hardware": hardware(),
         "config": FULL,
     }
     (out / "ablation_meta.json").write_text(json.dumps(meta, indent=2))

@@ -68,17 +68,20 @@ def test_ramp_limits_cut_blocks_not_shrink_them():
     np.testing.assert_allclose(np.asarray(must_run) + np.asarray(avail).sum(1), pmax, rtol=1e-5)
 
 
-def test_offers_sorted_capped_and_strategic_mask():
-    a = jnp.array([[1.0, -1.0, 0.0]] * 5)
-    m, price = ENV.offers(a, PARAMS)
+@pytest.mark.parametrize("param", ["sort", "increments"])
+def test_offers_monotone_capped_and_strategic_mask(param):
+    env = jaxlem.make("gencos-v0", offer_param=param)
+    a = jnp.array([[1.0, -1.0, 0.0]] * 5) if param == "sort" else jnp.array([[-1.0, 0.0, 1.0]] * 5)
+    m, price = env.offers(a, PARAMS)
     assert np.all(np.diff(np.asarray(m), axis=1) >= 0)
     assert np.all(np.diff(np.asarray(price), axis=1) >= 0)
     assert float(price.max()) <= float(PARAMS.price_cap) + 1e-6
     np.testing.assert_allclose(price[:, 0], PARAMS.cost)  # markup 0 on the first block
+    np.testing.assert_allclose(m[:, 1], 0.5, atol=1e-6)  # half the range, either way
     mask = PARAMS.replace(strategic=jnp.array([1.0, 0.0, 1.0, 1.0, 1.0]))
-    _, p2 = ENV.offers(jnp.ones((5, 3)), mask)
+    _, p2 = env.offers(jnp.ones((5, 3)), mask)
     np.testing.assert_allclose(p2[1], PARAMS.cost[1])  # the non-strategic unit bids truthfully
-    _, p3 = ENV.offers(jnp.full((5, 3), jnp.nan), PARAMS)
+    _, p3 = env.offers(jnp.full((5, 3), jnp.nan), PARAMS)
     np.testing.assert_allclose(p3, jnp.broadcast_to(PARAMS.cost[:, None], (5, 3)))
 
 

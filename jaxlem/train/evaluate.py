@@ -86,7 +86,7 @@ def _gencos_episode(env, policy, key, params):
     }
 
 
-def _is_lem(env) -> bool:
+def is_lem(env) -> bool:
     return hasattr(env.default_params, "agent_type")
 
 
@@ -219,7 +219,7 @@ def compare(
     samples = {} if initial is None else {"untrained": pooled_kpis(initial)}
     samples.update(episode_kpis(env, baselines, bank, seed + 1))
     best = None
-    if _is_lem(env):
+    if is_lem(env):
         best = optimum_row(env, bank, seed + 1, {"trained": pooled, **samples})
     table = {"trained": summarize(pooled)}
     table.update({name: summarize(v) for name, v in samples.items()})

@@ -138,13 +138,30 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
     }
     keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
     initial = core.init(keys, res["train"].bank, res["train"].hyper)
-    summary.update(evaluate_and_report(core, runners, env, cfg, out, res["rows"], log, initial))
+    summary.update(
+        evaluate_and_report(
+            core, runners, env, cfg, out, res["rows"], log, initial, res["train"].eval_bank
+        )
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     log(f"wrote {out}/: config.yaml metrics.csv summary.json comparison.csv figures checkpoints/")
     return summary
 
 
-def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log, initial=None) -> dict:
+def eval_bank_references(env, eval_bank) -> dict[str, float]:
+    """Mean agent return of every baseline (and, for lem-v0, the perfect-foresight optimum) on
+    the periodic evaluation's scenarios and episodes: the learning curve's reference lines."""
+    kpis = ev.episode_kpis(env, baselines_for(env), eval_bank, 0)
+    refs = {f"{k} (eval scenarios)": float(v["mean_agent_return"].mean()) for k, v in kpis.items()}
+    if ev.is_lem(env):
+        best = ev.optimum_kpis(env, eval_bank, 0)["mean_agent_return"]
+        refs = {"perfect_foresight (eval scenarios)": float(best.mean()), **refs}
+    return refs
+
+
+def evaluate_and_report(
+    core, runners, env, cfg, out: Path, rows, log, initial=None, eval_bank=None
+) -> dict:
     """The comparison table with the baselines (printed, CSV, figures); returns it for JSON."""
     from jaxlem import viz
 
@@ -177,11 +194,7 @@ def evaluate_and_report(core, runners, env, cfg, out: Path, rows, log, initial=N
         for name, row in comp["table"].items():
             w.writerow([name, *(row.get(c, "") for c in cols)])
     if rows:
-        refs = {  # the held-out comparison's means (the eval points use the smaller eval bank)
-            f"{name} (held-out mean)": comp["table"][name]["mean_agent_return"]
-            for name in ("perfect_foresight", *baselines_for(env))
-            if name in comp["table"]
-        }
+        refs = eval_bank_references(env, eval_bank) if eval_bank is not None else None
         viz.learning_curve(rows, out / "learning_curve.png", references=refs)
     traces = episode_traces(core, runners, env, n, int(cfg.get("seed", 0)))
     if lem:

@@ -30,6 +30,7 @@ from flax import struct
 
 from jaxlem import policies
 from jaxlem.envs.wrappers import LogWrapper
+from jaxlem.rollout import rollout
 from jaxlem.train import networks as nets
 from jaxlem.train.config import Hyper, TrainConfig
 
@@ -462,22 +463,24 @@ class Core:
         return self._to_env(raw, obs, params, key)
 
     def evaluate(self, runner: Runner, eval_bank, key):
-        """Mean agent return of the deterministic policy over one episode per eval scenario."""
+        """Mean agent return of the deterministic policy over one episode per eval scenario.
+
+        Scenario ``i`` plays ``rollout(env, policy, split(key, M)[i], params_i)``, the episodes
+        that ``evaluate.episode_kpis`` gives every baseline and ``oracle.perfect_foresight``
+        solves for the same key, so reference lines on the eval bank are comparable."""
         m = jax.tree_util.tree_leaves(eval_bank)[0].shape[0]
-        types = jax.vmap(lambda p: agent_types(self.env, p))(eval_bank)
-        k_reset, k_steps = jax.random.split(key)
-        obs, state = jax.vmap(self.env.reset)(jax.random.split(k_reset, m), eval_bank)
 
-        def step(carry, k):
-            obs, state = carry
-            act = self.policy(runner, obs, types, k, True, eval_bank)
-            obs, state, reward, _, _ = jax.vmap(self.env.step)(
-                jax.random.split(k, m), state, act, eval_bank
-            )
-            return (obs, state), reward.mean(axis=1)
+        def episode(k, params):
+            types = agent_types(self.env, params)[None]
+            batched = jax.tree_util.tree_map(lambda x: x[None], params)
 
-        _, rewards = jax.lax.scan(step, (obs, state), jax.random.split(k_steps, self.env.num_steps))
-        return rewards.sum(axis=0).mean()
+            def policy(kk, obs, env, p):
+                return self.policy(runner, obs[None], types, kk, True, batched)[0]
+
+            rewards, _ = rollout(self.env, policy, k, params)
+            return jnp.mean(jnp.sum(rewards, axis=0))
+
+        return jnp.mean(jax.vmap(episode)(jax.random.split(key, m), eval_bank))
 
     # ------------------------------------------------------------------ the scan
     def _run(self, runners: Runner, bank, eval_bank, hyper: Hyper, num_updates: int):
