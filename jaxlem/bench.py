@@ -1,4 +1,4 @@
-"""``jaxlem-bench``: env throughput for agent counts N and scenario batches B (DESIGN.md).
+"""``jaxlem-bench``: env throughput for agent counts N and scenario batches B.
 
 Random-action rollouts under ``lax.scan``, vmapped over B scenarios. Compile time is measured
 separately (lower + compile); steady state is the median of repeated calls after

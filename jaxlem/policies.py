@@ -58,7 +58,7 @@ def zi_constrained(key, obs, env, params):
 def rule_based_battery(key, obs, env, params):
     """Store own surplus, cover own deficit from storage; trade the rest at the DSO mid price."""
     n = obs.shape[0]
-    size = (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * env.dt_h + 1e-6
+    size = env.site_size(params) + 1e-6
     net = obs[:, _NET] * size
     limit = jnp.maximum(params.bat_kw * env.dt_h, 1e-6)
     battery = jnp.clip(net / limit, -1.0, 1.0) * (params.bat_kwh > 0)

@@ -1,4 +1,4 @@
-"""The conformance suite every registered jaxlem env must pass (DESIGN.md, env contract).
+"""The conformance suite every registered jaxlem env must pass (the env contract).
 
 ``check_env(env)`` runs: spaces, jit, determinism, vmap over keys and over params, auto-reset with
 terminated/truncated/final_obs, no NaN/inf under random and extreme actions, and the JaxMARL

@@ -1,4 +1,4 @@
-"""Plain-NumPy float64 reference for ``jaxlem.market.clear``, written from DOMAIN.md 1.4-1.5.
+"""Plain-NumPy float64 reference for ``jaxlem.market.clear``, written from the pricing rules.
 
 Deliberately naive: a sequential two-pointer loop that matches one (buyer, seller) pair at a time,
 so it shares no algorithm with the implementation's cumulative-axis / searchsorted clearing.

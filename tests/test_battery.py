@@ -1,4 +1,4 @@
-"""Tests for jaxlem.battery.step against a plain-NumPy reference written from DOMAIN.md 1.3.
+"""Tests for jaxlem.battery.step against a plain-NumPy reference written from the battery model.
 
 Spec: a charge request ``c > 0`` is clipped to ``c' = min(c, P dt, (soc_max E - e) / eta_c)`` and
 stores ``eta_c c'``; a discharge request ``d = -request > 0`` delivers
@@ -70,7 +70,7 @@ def run(b: Bat) -> dict[str, np.ndarray]:
 
 
 def reference(b: Bat) -> dict[str, np.ndarray]:
-    """DOMAIN.md 1.3 in float64, one agent at a time (no shared code with the implementation)."""
+    """The battery model in float64, one agent at a time (no code shared with jaxlem)."""
     f64 = lambda v: np.asarray(v, np.float64)  # noqa: E731
     res = {f: np.zeros(N) for f in FIELDS}
     dt = float(b.dt)

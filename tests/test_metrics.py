@@ -1,4 +1,4 @@
-"""Tests for jaxlem.metrics against plain-NumPy formulas (DOMAIN.md 1.9).
+"""Tests for jaxlem.metrics against plain-NumPy formulas.
 
 References: shares = max(x, 0) / sum; HHI = 10,000 * sum(shares^2); CR_k = sum of the k largest
 shares; Gini = sum_ij |x_i - x_j| / (2 n^2 mean) (non-negative values; the library shifts a vector

@@ -1,4 +1,4 @@
-"""Tests for jaxlem.policies (scripted baselines of DOMAIN.md 1.10) run through
+"""Tests for jaxlem.policies (the scripted baselines) run through
 ``jaxlem.rollout.rollout`` on ``lem-v0`` with 6 agents.
 
 Compile budget: all baselines are run by ONE jitted rollout that picks the policy with

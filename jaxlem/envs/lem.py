@@ -438,6 +438,11 @@ class LEMEnv(Environment):
     def observation_space(self, params: LEMParams | None = None) -> Box:
         return Box(-np.inf, np.inf, (self.num_agents, self.obs_dim))
 
+    def site_size(self, params: LEMParams) -> jax.Array:
+        """[N] a site's size, ``(pv + demand + dispatchable + battery kW) * dt`` (kWh per step):
+        the scale of its energy observations and of the dust tolerance."""
+        return (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * self.dt_h
+
     def action_mask(self, params: LEMParams | None = None) -> jax.Array:
         """The battery column matters only with a battery, the offer fraction only for a site
         that can ever have a surplus (PV, a dispatchable unit or a battery); the limit price
@@ -776,7 +781,7 @@ class LEMEnv(Environment):
         )
         # a match below the dust tolerance (float rounding of a net position that is zero) does
         # not move the price features: its price is the ratio of two rounding errors
-        size = (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * dt
+        size = self.site_size(params)
         real = matched > DUST_FRAC * size
         own_price = jnp.where(
             real, jnp.abs(payment) / jnp.maximum(matched - loss, _EPS), state.last_own_price
@@ -899,7 +904,7 @@ class LEMEnv(Environment):
         t = jnp.minimum(state.t, t_len - 1)
         t_next = jnp.minimum(state.t + 1, t_len - 1)
         hour = (t.astype(jnp.float32) * dt) % 24.0
-        size = (params.pv_kw + params.demand_kw + params.disp_kw + params.bat_kw) * dt + _EPS
+        size = self.site_size(params) + _EPS
         pmax = params.max_price
         n = self.num_agents
         cap = jnp.maximum(params.bat_kwh, _EPS)

@@ -15,7 +15,7 @@ KWH_PER_MWH = 1000.0
 def dynamic_utility_price(
     utility: jax.Array, community_import_kwh: jax.Array, reference_kwh: jax.Array, slope: jax.Array
 ) -> jax.Array:
-    """Utility price that rises with the community's net import (DOMAIN.md 1.7).
+    """Utility price that rises with the community's net import.
 
     ``utility * (1 + slope * max(0, import) / reference)``; slope 0 is the plain tariff.
     """

@@ -1,4 +1,4 @@
-"""Pricing rules of the P2P market (DOMAIN.md 1.5), one small function each.
+"""Pricing rules of the P2P market, one small function each.
 
 Pairwise rules price one matched unit between a bid ``b`` and an ask ``a`` (``b >= a``); community
 rules price the whole community's matched volume from aggregate supply and demand and ignore limit
