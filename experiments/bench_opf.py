@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -19,11 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlem
-from jaxlem.bench import hardware, make_runner
+from jaxlem.app.bench import make_runner
+from jaxlem.app.hardware import hardware
 from jaxlem.grid import load_case, solve_dcopf
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference_opf import dcopf_highs  # noqa: E402
+from jaxlem.grid.highs import dcopf_highs
 
 
 def timed(fn, *args, repeats=3):

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import jaxlem
-from jaxlem import oracle, policies, scenarios
+from jaxlem.envs.lem import oracle, policies, scenarios
+from jaxlem.train import banks
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import TrainConfig
 
@@ -42,7 +43,7 @@ def main() -> None:
     rows = []
     for name in PRESETS[:1] if args.quick else PRESETS:
         env = jaxlem.make("lem-v0", scenario=name)
-        bank = ev.held_out_bank(env, args.scenarios, 0)
+        bank = banks.held_out_bank(env, args.scenarios, 0)
         refs = references(env, bank, 1)
         zi = ev.episode_kpis(env, {"zi": policies.zero_intelligence}, bank, 1)["zi"]
         has_bat = bool(np.asarray(env.default_params.bat_kwh).sum() > 0)

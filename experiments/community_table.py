@@ -20,7 +20,8 @@ import jax
 import numpy as np
 
 import jaxlem
-from jaxlem import metrics, policies, scenarios
+from jaxlem import metrics
+from jaxlem.envs.lem import policies, scenarios
 from jaxlem.rollout import rollout
 
 EPISODES = 64

@@ -2,7 +2,8 @@
 
 1. For a few load levels (base load times 0.6, 0.8, 1.0, 1.15: the range the scenario bank and
    the daily profile cover), every profile of uniform markups on the 11-level grid of
-   ``policies.best_response`` is cleared (``jaxlem.equilibrium``, 11^5 SCEDs per level): the
+   ``policies.best_response`` is cleared (``jaxlem.envs.gencos.equilibrium``, 11^5 SCEDs per
+   level): the
    grid floor of exploitability, the number of pure Nash profiles, the Nash markups and LMP.
 2. IPPO and self-play are trained (the study budget of ``train_study.py``: 256 scenarios x 48
    steps per update, 600k env steps, 2 seeds) with both offer parametrisations of gencos-v0
@@ -27,9 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlem
-from jaxlem import equilibrium, metrics, policies
-from jaxlem.bench import hardware
-from jaxlem.train import TrainConfig, make_train
+from jaxlem import metrics
+from jaxlem.app.hardware import hardware
+from jaxlem.envs.gencos import equilibrium, policies
+from jaxlem.train import TrainConfig, banks, make_train
 from jaxlem.train import evaluate as ev
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,7 +69,7 @@ def stage_exploitability(env, params, core, runner) -> list[float]:
     out = []
     for mult in LOADS:
         state = equilibrium.state_at_load(env, params, mult)
-        obs = env._obs(state, params)
+        obs = env.observe(state, params)
         action = pol(jax.random.PRNGKey(0), obs, env, params)
         _, br, profit = policies.best_response(env, params, state, action)
         out.append(float(metrics.exploitability_proxy(br, profit)))
@@ -88,7 +90,7 @@ def train_and_score(algo: str, offer: str, quick: bool) -> dict:
     runners, _ = jax.jit(jax.vmap(train))(keys)
     jax.block_until_ready(runners)
     wall = time.perf_counter() - t0
-    bank = ev.held_out_bank(env, int(cfg["eval_scenarios"]), 0)
+    bank = banks.held_out_bank(env, int(cfg["eval_scenarios"]), 0)
     pol = ev.trained_policy(train.core)
     episode, stage = [], []
     for i in range(seeds):
@@ -137,7 +139,7 @@ def main() -> None:
         for offer in ("sort", "increments"):
             rows.append(train_and_score(algo, offer, args.quick))
             write_csv(rows, out / "trained.csv")
-    base = ev.episode_kpis(env, dict(policies.GENCOS_BASELINES), ev.held_out_bank(env, 32, 0), 1)
+    base = ev.episode_kpis(env, dict(policies.BASELINES), banks.held_out_bank(env, 32, 0), 1)
     baselines = {k: float(v["exploitability"].mean()) for k, v in base.items()}
     meta = {
         "hardware": hardware(),

@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlem
-from jaxlem import oracle, policies
-from jaxlem.bench import hardware
+from jaxlem.app.hardware import hardware
+from jaxlem.envs.lem import oracle, policies
+from jaxlem.train import banks
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import TrainConfig
 from jaxlem.train.ppo import make_train
@@ -128,7 +129,7 @@ def train_and_score(env, cfg: TrainConfig, seeds: int, bank, refs: dict) -> dict
 def run_variant(name: str, seeds: int, scenarios: int, refs_cache: dict) -> dict:
     train_kw, env_kw, what = VARIANTS[name]
     env = jaxlem.make("lem-v0", **env_kw)
-    bank = ev.held_out_bank(env, scenarios, 0)
+    bank = banks.held_out_bank(env, scenarios, 0)
     key = json.dumps(env_kw, sort_keys=True)
     if key not in refs_cache:
         refs_cache[key] = references(env, bank, 1)

@@ -4,7 +4,7 @@ self-play against truthful and markup bidding with the exploitability proxy of e
 
     python experiments/train_study.py --out experiments/results/train_study_cpu [--runs ...]
 
-Each run is a ``jaxlem-train`` job (``jaxlem.train.job.run_job``) in ``<out>/runs/<name>/``; the
+Each run is a ``jaxlem-train`` job (``jaxlem.app.job.run_job``) in ``<out>/runs/<name>/``; the
 study keeps ``summary.json``, ``comparison.csv`` and the figures of each run next to a
 ``study.json`` and ``README.md`` table (checkpoints stay under ``runs/``, not for committing).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from jaxlem.train.job import run_job
+from jaxlem.app.job import run_job
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jaxlem" / "configs"
 

@@ -9,32 +9,32 @@ A battery of capacity 0 does nothing.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import struct
+from jaxtyping import Array, Float
 
 
 @struct.dataclass
 class BatteryStep:
-    energy: jax.Array  # [N] stored energy after the step, kWh
-    charge: jax.Array  # [N] energy drawn from the site to charge, kWh (>= 0)
-    discharge: jax.Array  # [N] energy delivered to the site, kWh (>= 0)
-    throughput: jax.Array  # [N] charge + discharge, kWh
-    degradation_cost: jax.Array  # [N] degradation cost, currency
+    energy: Float[Array, " N"]  # stored energy after the step, kWh
+    charge: Float[Array, " N"]  # energy drawn from the site to charge, kWh (>= 0)
+    discharge: Float[Array, " N"]  # energy delivered to the site, kWh (>= 0)
+    throughput: Float[Array, " N"]  # charge + discharge, kWh
+    degradation_cost: Float[Array, " N"]  # degradation cost, currency
 
 
 def step(
-    energy: jax.Array,
-    request_kwh: jax.Array,
-    capacity_kwh: jax.Array,
-    power_kw: jax.Array,
-    soc_min: jax.Array,
-    soc_max: jax.Array,
-    eta_c: jax.Array,
-    eta_d: jax.Array,
-    dt_h: float | jax.Array,
-    self_discharge: jax.Array | float = 0.0,
-    degradation_cost: jax.Array | float = 0.0,
+    energy: Float[Array, " N"],
+    request_kwh: Float[Array, " N"],
+    capacity_kwh: Float[Array, " N"],
+    power_kw: Float[Array, " N"],
+    soc_min: Float[Array, " N"],
+    soc_max: Float[Array, " N"],
+    eta_c: Float[Array, " N"],
+    eta_d: Float[Array, " N"],
+    dt_h: float | Float[Array, ""],
+    self_discharge: Float[Array, " N"] | float = 0.0,
+    degradation_cost: Float[Array, " N"] | float = 0.0,
 ) -> BatteryStep:
     """Apply one step's charge (request > 0) or discharge (request < 0), clipped to what fits.
 

@@ -5,15 +5,21 @@ Every failure raises ``ValueError`` naming the field, the offending value and th
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Any, TypeVar
+
 import numpy as np
+import numpy.typing as npt
+
+_T = TypeVar("_T")
 
 
-def _fmt(v) -> str:
+def _fmt(v: Any) -> str:
     """A number as a reader wants it: float32 inputs without float64 noise (0.9, not 0.8999...)."""
     return f"{float(v):.7g}" if isinstance(v, float | np.floating) else repr(v)
 
 
-def _first_bad(arr: np.ndarray, bad: np.ndarray):
+def _first_bad(arr: np.ndarray, bad: np.ndarray) -> tuple[str, Any]:
     idx = np.argwhere(bad)[0]
     where = "" if arr.ndim == 0 else f"[{', '.join(str(int(i)) for i in idx)}]"
     return where, (arr[tuple(idx)] if arr.ndim else arr).item()
@@ -21,7 +27,7 @@ def _first_bad(arr: np.ndarray, bad: np.ndarray):
 
 def check_range(
     name: str,
-    value,
+    value: npt.ArrayLike,
     lo: float = -np.inf,
     hi: float = np.inf,
     *,
@@ -41,7 +47,9 @@ def check_range(
     return arr
 
 
-def check_order(name_lo: str, lo, name_hi: str, hi, *, strict: bool = False) -> None:
+def check_order(
+    name_lo: str, lo: npt.ArrayLike, name_hi: str, hi: npt.ArrayLike, *, strict: bool = False
+) -> None:
     """Check ``lo <= hi`` (or ``<``) elementwise, naming both fields."""
     a, b = np.broadcast_arrays(np.asarray(lo, np.float64), np.asarray(hi, np.float64))
     bad = (a >= b) if strict else (a > b)
@@ -56,7 +64,7 @@ def check_order(name_lo: str, lo, name_hi: str, hi, *, strict: bool = False) -> 
         )
 
 
-def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     """Check a static integer setting (agent count, episode length, ...)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ValueError(f"{name}: got {value!r}; allowed: an integer >= {lo}")
@@ -66,13 +74,13 @@ def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
-def check_choice(name: str, value, choices) -> str:
+def check_choice(name: str, value: _T, choices: Collection[Any]) -> _T:
     if value not in choices:
         raise ValueError(f"{name}: got {value!r}; allowed: one of {', '.join(map(str, choices))}")
     return value
 
 
-def check_number(name: str, value) -> float:
+def check_number(name: str, value: Any) -> float:
     """Check that a scalar setting is a real number (not a string, list or bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValueError(f"{name}: got {value!r}; allowed: a number")

@@ -1,29 +1,37 @@
-"""Market KPIs as pure functions of arrays. Safe on empty or zero inputs."""
+"""Market KPIs as pure functions of arrays. Safe on empty or zero inputs.
+
+Shapes in the annotations are those of the default ``axis=-1`` (the reduced axis last).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
 
 _EPS = 1e-9
 
 
-def _safe_div(a, b):
+def _safe_div(a: ArrayLike, b: ArrayLike) -> Array:
     return jnp.where(jnp.abs(b) > _EPS, a / jnp.where(jnp.abs(b) > _EPS, b, 1.0), 0.0)
 
 
-def shares(values: jax.Array, axis: int = -1) -> jax.Array:
+def shares(values: Float[Array, "*batch N"], axis: int = -1) -> Float[Array, "*batch N"]:
     """Non-negative values normalised to shares summing to one (zeros if all are zero)."""
     v = jnp.maximum(values, 0.0)
     return _safe_div(v, jnp.sum(v, axis=axis, keepdims=True))
 
 
-def hhi(values: jax.Array, axis: int = -1) -> jax.Array:
+def hhi(values: Float[Array, "*batch N"], axis: int = -1) -> Float[Array, "*batch"]:
     """Herfindahl-Hirschman index on the 0..10,000 scale of the shares of ``values``."""
     return 1e4 * jnp.sum(shares(values, axis) ** 2, axis=axis)
 
 
-def concentration_ratio(values: jax.Array, k: int, axis: int = -1) -> jax.Array:
+def concentration_ratio(
+    values: Float[Array, "*batch N"], k: int, axis: int = -1
+) -> Float[Array, "*batch"]:
     """CR_k: combined share of the k largest (k static)."""
     s = jnp.sort(shares(values, axis), axis=axis)
     return jnp.sum(
@@ -32,7 +40,7 @@ def concentration_ratio(values: jax.Array, k: int, axis: int = -1) -> jax.Array:
     )
 
 
-def gini(values: jax.Array, axis: int = -1) -> jax.Array:
+def gini(values: Float[Array, "*batch N"], axis: int = -1) -> Float[Array, "*batch"]:
     """Gini coefficient via sorted ranks (O(N log N)); shifted so negative profits are allowed."""
     v = jnp.moveaxis(values, axis, -1)
     if v.shape[-1] == 0:
@@ -45,12 +53,12 @@ def gini(values: jax.Array, axis: int = -1) -> jax.Array:
     return _safe_div(jnp.sum((2 * rank - n - 1) * v, axis=-1), n * total)
 
 
-def volatility(prices: jax.Array, axis: int = -1) -> jax.Array:
+def volatility(prices: Float[Array, "*batch N"], axis: int = -1) -> Float[Array, "*batch"]:
     """Coefficient of variation std/mean."""
     return _safe_div(jnp.std(prices, axis=axis), jnp.abs(jnp.mean(prices, axis=axis)))
 
 
-def peak_to_average(series: jax.Array, axis: int = -1) -> jax.Array:
+def peak_to_average(series: Float[Array, "*batch N"], axis: int = -1) -> Float[Array, "*batch"]:
     """Peak-to-average ratio of a (non-negative) series, e.g. community net import."""
     s = jnp.maximum(series, 0.0)
     if s.shape[axis] == 0:
@@ -58,12 +66,16 @@ def peak_to_average(series: jax.Array, axis: int = -1) -> jax.Array:
     return _safe_div(jnp.max(s, axis=axis), jnp.mean(s, axis=axis))
 
 
-def battery_cycles(throughput_kwh: jax.Array, capacity_kwh: jax.Array) -> jax.Array:
+def battery_cycles(
+    throughput_kwh: Float[Array, "*batch N"], capacity_kwh: Float[Array, "*batch N"]
+) -> Float[Array, "*batch N"]:
     """Equivalent full cycles: throughput / (2 capacity)."""
     return _safe_div(throughput_kwh, 2.0 * capacity_kwh)
 
 
-def lem_episode_kpis(info: dict, reward: jax.Array) -> dict[str, jax.Array]:
+def lem_episode_kpis(
+    info: dict[str, Any], reward: Float[Array, "T N"]
+) -> dict[str, Float[Array, ""]]:
     """Episode KPIs from ``lem-v0`` infos stacked on a leading time axis [T, ...]."""
     demand = jnp.sum(info["demand_kwh"])
     sold = jnp.sum(info["p2p_sold_kwh"], axis=0)
@@ -94,7 +106,9 @@ def lem_episode_kpis(info: dict, reward: jax.Array) -> dict[str, jax.Array]:
     }
 
 
-def gencos_episode_kpis(info: dict, reward: jax.Array, planner_info: dict) -> dict:
+def gencos_episode_kpis(
+    info: dict[str, Any], reward: Float[Array, "T N"], planner_info: dict[str, Any]
+) -> dict[str, Array]:
     """GenCos KPIs from infos stacked on a leading time axis [T, ...].
 
     ``planner_info`` is the same episode (same loads) under truthful bids: the welfare reference.
@@ -113,12 +127,16 @@ def gencos_episode_kpis(info: dict, reward: jax.Array, planner_info: dict) -> di
     }
 
 
-def exploitability_proxy(best_response_profit: jax.Array, profit: jax.Array) -> jax.Array:
+def exploitability_proxy(
+    best_response_profit: Float[Array, " N"], profit: Float[Array, " N"]
+) -> Float[Array, ""]:
     """max_i [BR_i(pi_-i) - pi_i]: how much the best single deviator could gain."""
     return jnp.max(best_response_profit - profit)
 
 
-def tradable_share(gen_kwh: jax.Array, demand_kwh: jax.Array) -> jax.Array:
+def tradable_share(
+    gen_kwh: Float[Array, "*batch T N"], demand_kwh: Float[Array, "*batch T N"]
+) -> Float[Array, "*batch"]:
     """Share of demand that peers could trade with batteries idle:
     ``sum_t min(sum_i surplus_it, sum_i deficit_it) / sum_it demand_it`` over [..., T, N] arrays
     (a community where everyone sells or everyone buys at the same hour has no P2P market)."""
@@ -129,7 +147,7 @@ def tradable_share(gen_kwh: jax.Array, demand_kwh: jax.Array) -> jax.Array:
     return _safe_div(tradable, jnp.sum(demand_kwh, axis=(-2, -1)))
 
 
-def mean_pairwise_correlation(series: jax.Array) -> jax.Array:
+def mean_pairwise_correlation(series: Float[Array, "T N"]) -> Float[Array, ""]:
     """Mean Pearson correlation over distinct pairs of the columns of ``series`` [T, N] (pairs
     with a constant column count as 0)."""
     x = series - jnp.mean(series, axis=0)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
+from jaxtyping import Array, Float
 
 
-def rollout(env, policy: Callable, key: jax.Array, params, num_steps: int | None = None):
+def rollout(
+    env: Any,
+    policy: Callable[[jax.Array, jax.Array, Any, Any], jax.Array],
+    key: jax.Array,
+    params: Any,
+    num_steps: int | None = None,
+) -> tuple[Float[Array, "T N"], dict[str, Array]]:
     """Run ``num_steps`` (default one episode) from a fresh reset with ``policy``.
 
+    ``env`` follows the env contract (``jaxlem.envs.base.Environment``) and ``policy`` is a
+    ``jaxlem.envs.base.Policy``, ``policy(key, obs [N, obs_dim], env, params) -> action``.
     Returns ``(rewards [T, N], infos)`` with every info entry stacked on a leading time axis.
     """
     steps = env.num_steps if num_steps is None else num_steps

@@ -2,7 +2,7 @@
 
 import json
 
-from jaxlem import bench
+from jaxlem.app import bench
 
 
 def test_bench_tiny(tmp_path, capsys):

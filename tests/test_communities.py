@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import jaxlem
-from jaxlem import metrics, policies, scenarios
+from jaxlem import metrics
+from jaxlem.envs.lem import policies, scenarios
 from jaxlem.rollout import rollout
 
 EPISODES = 64
@@ -111,7 +112,7 @@ def test_scenario_yamls_match_the_registry_of_presets():
 
 
 def test_every_scenario_option_builds_the_presets_env_through_the_train_config():
-    from jaxlem.train.job import make_env
+    from jaxlem.app.job import make_env
 
     for name in scenarios.names():
         env = make_env(dict(_compose(f"scenario={name}")))
@@ -127,7 +128,7 @@ def test_every_scenario_option_builds_the_presets_env_through_the_train_config()
 
 
 def test_explicit_settings_win_over_the_preset():
-    from jaxlem.train.job import make_env
+    from jaxlem.app.job import make_env
 
     env = make_env(dict(_compose("scenario=case1-nash", "env.kwargs.rule=uniform")))
     assert env.rule == "uniform" and env.scenario == "case1-nash"
@@ -136,7 +137,7 @@ def test_explicit_settings_win_over_the_preset():
 
 
 def test_population_from_hydra():
-    from jaxlem.train.job import env_settings, make_env
+    from jaxlem.app.job import env_settings, make_env
 
     env = make_env(
         dict(

@@ -5,11 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from reference_opf import dcopf_highs
 
 import jaxlem
-from jaxlem import metrics, policies
+from jaxlem import metrics
+from jaxlem.envs.gencos import policies
 from jaxlem.grid import solve_dcopf
+from jaxlem.grid.highs import dcopf_highs
 from jaxlem.rollout import rollout
 
 ENV = jaxlem.make("gencos-v0")
@@ -155,7 +156,7 @@ def test_action_for_markups_inverts_the_offer_parametrisation(param):
 
 
 def test_stage_reference_matches_best_responses_computed_one_profile_at_a_time():
-    from jaxlem import equilibrium
+    from jaxlem.envs.gencos import equilibrium
 
     env = jaxlem.make("gencos-v0", num_steps=4)
     p = env.default_params

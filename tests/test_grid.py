@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from reference_opf import dcopf_highs
 
 from jaxlem.grid import (
     BUNDLED,
@@ -20,6 +19,7 @@ from jaxlem.grid import (
     solve_qp,
     solve_sced,
 )
+from jaxlem.grid.highs import dcopf_highs
 
 
 @pytest.mark.parametrize("name", BUNDLED)

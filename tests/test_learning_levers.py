@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import jaxlem
-from jaxlem import policies
-from jaxlem.envs import lem
+from jaxlem.envs.lem import observation as lem_obs
+from jaxlem.envs.lem import policies
 from jaxlem.train import TrainConfig, loggers
 from jaxlem.train import networks as nets
 from jaxlem.train.ppo import build
@@ -98,7 +98,7 @@ def test_day_ahead_features_match_a_plain_numpy_reading_of_the_episode():
     gens, dems, feats = [], [], []
     act = jnp.zeros((4, 3))
     for t in range(24):
-        feats.append((t, np.asarray(obs[:, lem.BASE_OBS_DIM :])))
+        feats.append((t, np.asarray(obs[:, len(lem_obs.BASE_COLUMNS) :])))
         gens.append(np.asarray(state.gen))
         dems.append(np.asarray(state.demand))
         obs, state, *_ = env.step_env(jax.random.PRNGKey(100 + t), state, act, p)
@@ -117,7 +117,7 @@ def test_day_ahead_features_match_a_plain_numpy_reading_of_the_episode():
         np.testing.assert_allclose(f[:, 4] * size * 6, gens[t + 1 :].sum(0), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(f[:, 5] * size * 6, dems[t + 1 :].sum(0), rtol=1e-4, atol=1e-4)
     off = jaxlem.make("lem-v0", num_agents=4, day_ahead_obs=False)
-    assert off.obs_dim == env.obs_dim - lem.AHEAD_OBS_DIM
+    assert off.obs_dim == env.obs_dim - len(lem_obs.AHEAD_COLUMNS)
 
 
 def test_metric_writers_are_validated_and_tensorboard_writes_events(tmp_path):
@@ -147,7 +147,7 @@ def test_only_the_mappo_critic_sees_the_other_agents(algo):
     other = obs.at[0, 3].add(3.0)  # agent 3's observation changes
 
     def value_and_action(o):
-        x_a, x_c = core._inputs(o, types)
+        x_a, x_c = core.agents.inputs(o, types)
         v = core._value(runner.params["critic"], x_c, types)[0, 0]
         return float(v), np.asarray(core._actor(runner.params["actor"], x_a, types)[0, 0])
 

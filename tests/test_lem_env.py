@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from jaxlem import profiles
 from jaxlem.envs.lem import LEMEnv
-from jaxlem.envs.population import Population
+from jaxlem.envs.lem.population import Population
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 
@@ -346,7 +346,7 @@ def test_price_features_are_free_of_rounding_dust(rule):
     """Under the rule-based battery most net positions are zero up to float rounding, so the book
     sees matches of ~1e-7 kWh. Such dust must not set an agent's last own P2P price (nor the last
     clearing price) to the ratio of two rounding errors: every price feature stays a real price."""
-    from jaxlem import policies
+    from jaxlem.envs.lem import policies
 
     env = LEMEnv(rule=rule)
     bank = env.sample_params(jax.random.PRNGKey(3), 16)

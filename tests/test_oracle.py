@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import linprog
 
 import jaxlem
-from jaxlem import oracle, policies
+from jaxlem.envs.lem import oracle, policies
 from jaxlem.rollout import rollout
 
 

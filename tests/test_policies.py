@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import jaxlem
 from jaxlem import metrics
 from jaxlem.envs.lem import with_overrides
-from jaxlem.policies import BASELINES
+from jaxlem.envs.lem.policies import BASELINES
 from jaxlem.rollout import rollout
 
 N = 6

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxlem
-from jaxlem import scenarios
+from jaxlem.envs.lem import LEMEnv, scenarios
 from jaxlem.market.pricing import RULES
 
 NAMES = scenarios.names()
@@ -53,7 +53,7 @@ def test_names_cover_every_case():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_preset_builds_and_passes_check_params(name):
-    env = scenarios.make_env(name)
+    env = LEMEnv.from_scenario(name)
     assert env.scenario == name
     params = env.default_params
     env.check_params(params)  # raises on any bad number
@@ -74,27 +74,27 @@ def test_every_preset_builds_and_passes_check_params(name):
 @pytest.mark.parametrize("name", ["nope", "case2", "case2-monopolyx", "case9-balanced", ""])
 def test_unknown_scenario_raises(name):
     with pytest.raises(ValueError, match="scenario"):
-        scenarios.make_env(name)
+        LEMEnv.from_scenario(name)
     if name:  # scenario="" is the documented "no preset" value of LEMEnv
         with pytest.raises(ValueError, match="scenario"):
             jaxlem.make("lem-v0", scenario=name)
 
 
 def test_agent_count_override_is_rejected_for_sized_presets():
-    env = scenarios.make_env("case2-monopoly", num_agents=5)
+    env = LEMEnv.from_scenario("case2-monopoly", num_agents=5)
     with pytest.raises(ValueError, match="num_agents"):
         _ = env.default_params
 
 
 def test_static_override_keeps_the_preset_agents():
-    base = fields(scenarios.make_env("case2-oligopoly"))
-    env = scenarios.make_env("case2-oligopoly", rule="nash")
+    base = fields(LEMEnv.from_scenario("case2-oligopoly"))
+    env = LEMEnv.from_scenario("case2-oligopoly", rule="nash")
     assert env.rule == "nash" and env.num_agents == 6
     np.testing.assert_array_equal(fields(env)["pv_kw"], base["pv_kw"])
 
 
 def test_quarter_hour_grid_builds():
-    env = scenarios.make_env("case5-strategic", num_steps=96, dt_h=0.25)
+    env = LEMEnv.from_scenario("case5-strategic", num_steps=96, dt_h=0.25)
     p = fields(env)
     assert env.bank.pv.shape[-1] == 365 * 96 and p["fit_profile"].shape == (96,)
 
@@ -104,28 +104,28 @@ def test_quarter_hour_grid_builds():
 
 @pytest.mark.parametrize("rule", RULES)
 def test_case1_uses_the_rule_on_the_same_community(rule):
-    env = scenarios.make_env(f"case1-{rule}")
+    env = LEMEnv.from_scenario(f"case1-{rule}")
     assert env.rule == rule
-    ref = fields(scenarios.make_env("default"))
+    ref = fields(LEMEnv.from_scenario("default"))
     for k in ("pv_kw", "demand_kw", "bat_kwh"):
         np.testing.assert_array_equal(fields(env)[k], ref[k])
 
 
 def test_case3_interventions():
-    assert fields(scenarios.make_env("case3-dynamic_tariff"))["dynamic_tariff_slope"] > 0
-    assert fields(scenarios.make_env("case3-p2p_fee"))["p2p_fee"] > 0
-    lim = fields(scenarios.make_env("case3-export_limit"))["export_limit_kw"]
+    assert fields(LEMEnv.from_scenario("case3-dynamic_tariff"))["dynamic_tariff_slope"] > 0
+    assert fields(LEMEnv.from_scenario("case3-p2p_fee"))["p2p_fee"] > 0
+    lim = fields(LEMEnv.from_scenario("case3-export_limit"))["export_limit_kw"]
     assert lim.shape == (10,) and np.all(np.isfinite(lim)) and np.all(lim > 0)
-    assert fields(scenarios.make_env("case3-imbalance"))["imbalance_penalty"] > 0
-    default = fields(scenarios.make_env("default"))
+    assert fields(LEMEnv.from_scenario("case3-imbalance"))["imbalance_penalty"] > 0
+    default = fields(LEMEnv.from_scenario("default"))
     assert default["dynamic_tariff_slope"] == 0 and default["p2p_fee"] == 0
     assert np.all(np.isinf(default["export_limit_kw"]))
 
 
 def test_case6_cooperation_and_information():
-    coop = scenarios.make_env("case6-cooperative")
+    coop = LEMEnv.from_scenario("case6-cooperative")
     assert 0 < fields(coop)["coop_alpha"] <= 1
-    informed = scenarios.make_env("case6-informed")
+    informed = LEMEnv.from_scenario("case6-informed")
     assert informed.global_obs and informed.obs_dim == coop.obs_dim + 4
 
 
@@ -142,20 +142,20 @@ def _common_case2(p):
 
 @pytest.mark.parametrize("variant", ["balanced", "monopoly", "oligopoly", "cooperative"])
 def test_case2_common(variant):
-    env = scenarios.make_env(f"case2-{variant}")
+    env = LEMEnv.from_scenario(f"case2-{variant}")
     assert env.num_agents == 6 and env.grid_mode == "capacity"
     _common_case2(fields(env))
 
 
 def test_case2_balanced():
-    p = fields(scenarios.make_env("case2-balanced"))
+    p = fields(LEMEnv.from_scenario("case2-balanced"))
     assert np.all((p["pv_kw"] >= 40) & (p["pv_kw"] <= 60))
     np.testing.assert_allclose(ratio(p), 0.5, rtol=1e-6)
     np.testing.assert_allclose(demand_mult(p), 1.2, rtol=1e-5)
 
 
 def test_case2_monopoly():
-    p = fields(scenarios.make_env("case2-monopoly"))
+    p = fields(LEMEnv.from_scenario("case2-monopoly"))
     big = int(np.argmax(p["pv_kw"]))
     small = np.arange(6) != big
     assert p["pv_kw"][big] == 300 and p["bat_kwh"][big] == pytest.approx(150)
@@ -170,7 +170,7 @@ def test_case2_monopoly():
 
 
 def test_case2_oligopoly():
-    p = fields(scenarios.make_env("case2-oligopoly"))
+    p = fields(LEMEnv.from_scenario("case2-oligopoly"))
     big = p["pv_kw"] >= 100
     assert big.sum() == 3
     assert np.all(p["pv_kw"][big] <= 150)
@@ -186,7 +186,7 @@ def test_case2_oligopoly():
 
 
 def test_case2_cooperative():
-    p = fields(scenarios.make_env("case2-cooperative"))
+    p = fields(LEMEnv.from_scenario("case2-cooperative"))
     plant = int(np.argmax(p["pv_kw"]))
     others = np.arange(6) != plant
     assert p["pv_kw"][plant] == 200 and p["bat_kwh"][plant] == pytest.approx(100)
@@ -207,7 +207,7 @@ CASE5 = ["no_battery", "small", "large", "mixed", "strategic", "degradation"]
 
 @pytest.mark.parametrize("variant", CASE5)
 def test_case5_common(variant):
-    env = scenarios.make_env(f"case5-{variant}")
+    env = LEMEnv.from_scenario(f"case5-{variant}")
     assert env.num_agents == 7 and env.grid_mode == "capacity"
     p = fields(env)
     assert p["pv_kw"].shape == (7,)
@@ -224,15 +224,15 @@ def test_case5_common(variant):
 
 
 def test_case5_uniform_variants():
-    p = fields(scenarios.make_env("case5-no_battery"))
+    p = fields(LEMEnv.from_scenario("case5-no_battery"))
     np.testing.assert_array_equal(p["bat_kwh"], 0.0)
     np.testing.assert_array_equal(p["bat_kw"], 0.0)
-    p = fields(scenarios.make_env("case5-small"))
+    p = fields(LEMEnv.from_scenario("case5-small"))
     np.testing.assert_allclose(ratio(p), 0.3, rtol=1e-6)
     np.testing.assert_allclose(p["eta_c"], 0.92, rtol=1e-6)
     np.testing.assert_allclose(p["soc_min"], 0.15, rtol=1e-6)
     np.testing.assert_allclose(p["soc_max"], 0.85, rtol=1e-6)
-    p = fields(scenarios.make_env("case5-large"))
+    p = fields(LEMEnv.from_scenario("case5-large"))
     np.testing.assert_allclose(ratio(p), 0.8, rtol=1e-6)
     np.testing.assert_allclose(p["eta_c"], 0.95, rtol=1e-6)
     np.testing.assert_allclose(p["soc_min"], 0.1, rtol=1e-6)
@@ -249,7 +249,7 @@ def _by_kw(p):
 
 
 def test_case5_mixed():
-    p = fields(scenarios.make_env("case5-mixed"))
+    p = fields(LEMEnv.from_scenario("case5-mixed"))
     want = {  # kW: (ratio, eta); eta of the no-storage agent is irrelevant
         100: (1.0, 0.96),  # community storage
         70: (0.6, 0.94),
@@ -270,13 +270,13 @@ def test_case5_mixed():
 
 
 def test_case5_strategic():
-    p = fields(scenarios.make_env("case5-strategic"))
+    p = fields(LEMEnv.from_scenario("case5-strategic"))
     got = _by_kw(p)
     want = {80: 0.7, 75: 0.6, 85: 0.8, 70: 0.5, 50: 0.9, 45: 1.0, 60: 1.2}
     assert set(got) == set(want)
     for kw, r in want.items():
         assert got[kw][0] == pytest.approx(r, rel=1e-6), kw
-    env = scenarios.make_env("case5-strategic")
+    env = LEMEnv.from_scenario("case5-strategic")
     pv = {float(kw): env.pv_kinds[k] for kw, k in zip(p["pv_kw"], p["pv_kind"], strict=True)}
     assert pv[80] == pv[75] == "east" and pv[85] == pv[70] == "west"  # morning / afternoon
     # evening-demand agents hold kinds with a larger share of demand after 17 h
@@ -287,7 +287,7 @@ def test_case5_strategic():
 
 
 def test_case5_degradation():
-    p = fields(scenarios.make_env("case5-degradation"))
+    p = fields(LEMEnv.from_scenario("case5-degradation"))
     groups = {  # name: ({kW: (ratio, eta)}, (soc_min, soc_max))
         "premium": ({70: (0.6, 0.98), 65: (0.5, 0.97)}, (0.05, 0.95)),
         "standard": ({60: (0.5, 0.93), 55: (0.4, 0.92)}, (0.15, 0.85)),

@@ -6,7 +6,7 @@ import pytest
 
 import jaxlem
 from jaxlem.envs.lem import LEMEnv
-from jaxlem.envs.population import Population
+from jaxlem.envs.lem.population import Population
 from jaxlem.market import clear
 
 ENV = LEMEnv(num_agents=4)

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
 class Box:
     """Continuous box ``[low, high]`` of a fixed shape (bounds broadcast to the shape)."""
 
-    low: float
-    high: float
+    low: float | np.ndarray
+    high: float | np.ndarray
     shape: tuple[int, ...]
     dtype: type = jnp.float32
 
@@ -25,7 +26,7 @@ class Box:
         u = jax.random.uniform(key, self.shape, self.dtype)
         return jnp.where(finite, lo + u * (hi - lo), jax.random.normal(key, self.shape, self.dtype))
 
-    def contains(self, x) -> bool:
+    def contains(self, x: npt.ArrayLike) -> bool:
         x = np.asarray(x)
         return bool(
             x.shape == tuple(self.shape)
@@ -47,7 +48,7 @@ class Discrete:
     def sample(self, key: jax.Array) -> jax.Array:
         return jax.random.randint(key, self.shape, self.start, self.start + self.n, self.dtype)
 
-    def contains(self, x) -> bool:
+    def contains(self, x: npt.ArrayLike) -> bool:
         x = np.asarray(x)
         return bool(
             x.shape == tuple(self.shape)

@@ -13,8 +13,10 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
+from jax.typing import DTypeLike
 
 from jaxlem.grid.network import Network, build_network
 
@@ -22,7 +24,7 @@ BUNDLED = ("case5", "case14", "case30", "case118", "case33bw", "ieee34")
 TOPOLOGIES = ("mesh", "ring", "line", "star", "radial")
 
 
-def _from_schema(d: dict, dtype=None) -> Network:
+def _from_schema(d: dict[str, Any], dtype: DTypeLike | None = None) -> Network:
     buses, gens, branches = d["bus"], d["gen"], d["branch"]
     refs = [b["id"] for b in buses if b["type"] == "ref"]
     if len(refs) != 1:
@@ -47,7 +49,7 @@ def _from_schema(d: dict, dtype=None) -> Network:
     )
 
 
-def load_case(name: str, dtype=None) -> Network:
+def load_case(name: str, dtype: DTypeLike | None = None) -> Network:
     """One of the bundled cases by name (``BUNDLED``)."""
     if name not in BUNDLED:
         raise ValueError(f"case: got {name!r}; allowed: one of {', '.join(BUNDLED)}")
@@ -80,7 +82,7 @@ def _poly_costs(gencost: np.ndarray, num_gens: int, name: str) -> np.ndarray:
     return coef
 
 
-def read_matpower(path: str | Path, dtype=None) -> Network:
+def read_matpower(path: str | Path, dtype: DTypeLike | None = None) -> Network:
     """A MATPOWER case file (version 2): bus, gen, branch and polynomial gencost matrices.
 
     Out-of-service generators and branches are dropped; RATE_A = 0 means unlimited; bus numbers
@@ -94,12 +96,13 @@ def read_matpower(path: str | Path, dtype=None) -> Network:
     for field, mat in (("bus", bus), ("gen", gen), ("branch", branch), ("gencost", cost)):
         if mat is None or mat.size == 0:
             raise ValueError(f"{name}: mpc.{field}: not found or empty in {path}")
+    bus, gen, branch, cost = (cast(np.ndarray, m) for m in (bus, gen, branch, cost))  # found
     ids = {int(b): i for i, b in enumerate(bus[:, 0])}
     refs = np.flatnonzero(bus[:, 1] == 3)
     if len(refs) != 1:
         raise ValueError(f"{name}: ref bus (BUS_TYPE 3): found {len(refs)}; allowed: exactly 1")
 
-    def bus_id(v, what):
+    def bus_id(v: float, what: str) -> int:
         if int(v) not in ids:
             raise ValueError(f"{name}: {what}: bus {int(v)} not in mpc.bus")
         return ids[int(v)]
@@ -128,7 +131,9 @@ def read_matpower(path: str | Path, dtype=None) -> Network:
     )
 
 
-def from_pandapower(net, dtype=None, *, unlimited_mva: float = 9_000.0) -> Network:
+def from_pandapower(
+    net: Any, dtype: DTypeLike | None = None, *, unlimited_mva: float = 9_000.0
+) -> Network:
     """A pandapower network (optional extra ``pandapower``), through pandapower's own
     MATPOWER-style conversion (``to_ppc``, pi transformer model): in-service elements only,
     buses renumbered in order, ext_grids and gens (and controllable sgens) as generators with
@@ -185,7 +190,7 @@ def make_topology(
     limit_mw: float = np.inf,
     supply_mw: float = 1e3,
     supply_cost: float = 50.0,
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> Network:
     """A generated network: ``mesh`` (complete graph), ``ring``, ``line``, ``star`` (hub at bus
     0) or ``radial`` (random tree, each new bus attached to a uniformly chosen earlier one).

@@ -14,11 +14,14 @@ behind the same pytree later.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING, Any, Self
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from flax import struct
+from jax.typing import DTypeLike
 
 
 @struct.dataclass
@@ -47,6 +50,10 @@ class Network:
     # these become constraint rows, so the solver cost does not grow with unlimited branches
     monitored: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
 
+    if TYPE_CHECKING:  # added by ``struct.dataclass``; declared for type checkers
+
+        def replace(self, **updates: Any) -> Self: ...
+
     @property
     def num_buses(self) -> int:
         return self.bus_load_mw.shape[-1]
@@ -59,7 +66,7 @@ class Network:
     def num_gens(self) -> int:
         return self.gen_bus.shape[-1]
 
-    def replace_limits(self, limit_mw) -> Network:
+    def replace_limits(self, limit_mw: npt.ArrayLike) -> Network:
         """The same network with other branch limits (MW; inf = unlimited). With traced limits
         every branch becomes monitored."""
         lim = jnp.asarray(limit_mw, self.branch_x.dtype)
@@ -88,7 +95,9 @@ def _connected(num_buses: int, frm: np.ndarray, to: np.ndarray) -> np.ndarray:
     return seen
 
 
-def compute_ptdf(num_buses: int, frm, to, x, ref_bus: int) -> np.ndarray:
+def compute_ptdf(
+    num_buses: int, frm: npt.ArrayLike, to: npt.ArrayLike, x: npt.ArrayLike, ref_bus: int
+) -> np.ndarray:
     """DC power transfer distribution factors [L, B] (float64, NumPy), ref bus column zero."""
     frm, to, x = np.asarray(frm), np.asarray(to), np.asarray(x, np.float64)
     nl = len(x)
@@ -106,22 +115,22 @@ def compute_ptdf(num_buses: int, frm, to, x, ref_bus: int) -> np.ndarray:
 
 def build_network(
     *,
-    bus_load_mw,
-    branch_from,
-    branch_to,
-    branch_x,
-    gen_bus,
-    gen_pmin_mw,
-    gen_pmax_mw,
-    gen_c1,
-    gen_c2=None,
-    gen_c0=None,
-    branch_limit_mw=None,
-    branch_length_km=None,
+    bus_load_mw: npt.ArrayLike,
+    branch_from: npt.ArrayLike,
+    branch_to: npt.ArrayLike,
+    branch_x: npt.ArrayLike,
+    gen_bus: npt.ArrayLike,
+    gen_pmin_mw: npt.ArrayLike,
+    gen_pmax_mw: npt.ArrayLike,
+    gen_c1: npt.ArrayLike,
+    gen_c2: npt.ArrayLike | None = None,
+    gen_c0: npt.ArrayLike | None = None,
+    branch_limit_mw: npt.ArrayLike | None = None,
+    branch_length_km: npt.ArrayLike | None = None,
     ref_bus: int = 0,
     base_mva: float = 100.0,
     name: str = "network",
-    dtype=None,
+    dtype: DTypeLike | None = None,
 ) -> Network:
     """Validate the data (ValueError naming the element) and compute the matrices."""
     load = np.asarray(bus_load_mw, np.float64).reshape(-1)

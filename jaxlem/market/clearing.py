@@ -16,30 +16,39 @@ Units are the caller's: ``payment = price * quantity``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeAlias, cast
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from jaxlem.market import pricing
+from jaxlem.market.pricing import Num
 
 PRICE_BOUND = 1e9  # limit prices are clipped to +-PRICE_BOUND so sorting sentinels stay finite
+
+# ``pair_terms(buyer_idx, seller_idx) -> (loss_fraction, fee_per_unit)``, elementwise over pairs
+# (index arrays: JAX in ``clear``, NumPy in ``trade_log``)
+PairTerms: TypeAlias = Callable[[Any, Any], tuple[ArrayLike, ArrayLike]]
+# ``pair_price(bid, ask) -> price``, elementwise
+PairPrice: TypeAlias = Callable[[Array, Array], Array]
 
 
 @struct.dataclass
 class ClearingResult:
     """Outcome of one clearing. Arrays [N] are per agent in the caller's order."""
 
-    matched_qty: jax.Array  # [N] energy traded peer to peer (>= 0), partner stage included
-    payment: jax.Array  # [N] money paid into the P2P book: + buyers, - sellers; sums to zero
-    partner_qty: jax.Array  # [N] part of matched_qty traded in the mutual-partner stage
-    clearing_price: jax.Array  # [] volume-weighted mean price of matched units (fallback if none)
-    volume: jax.Array  # [] total matched energy (= matched buy = matched sell)
-    supply: jax.Array  # [] total energy offered by sellers
-    demand: jax.Array  # [] total energy bid by buyers
-    spread: jax.Array  # [] best bid - best ask of the book (0 when a side is empty)
-    loss: jax.Array  # [N] energy lost in transit on the agent's purchases (buyers only)
-    fee: jax.Array  # [N] network fee the agent owes the DSO for its P2P trades
+    matched_qty: Float[Array, " N"]  # energy traded peer to peer (>= 0), partner stage included
+    payment: Float[Array, " N"]  # money paid into the P2P book: + buyers, - sellers; sums to 0
+    partner_qty: Float[Array, " N"]  # part of matched_qty traded in the mutual-partner stage
+    clearing_price: Float[Array, ""]  # volume-weighted mean price of matched units (or fallback)
+    volume: Float[Array, ""]  # total matched energy (= matched buy = matched sell)
+    supply: Float[Array, ""]  # total energy offered by sellers
+    demand: Float[Array, ""]  # total energy bid by buyers
+    spread: Float[Array, ""]  # best bid - best ask of the book (0 when a side is empty)
+    loss: Float[Array, " N"]  # energy lost in transit on the agent's purchases (buyers only)
+    fee: Float[Array, " N"]  # network fee the agent owes the DSO for its P2P trades
 
 
 def _sanitize(price: jax.Array, qty: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -113,7 +122,14 @@ def _terms(pair_terms, buyer, seller, q):
     return lossf, fee_rate
 
 
-def _community(q_buy, q_sell, rule, fit, utility, pair_terms):
+def community_match(
+    q_buy: Float[Array, " N"],
+    q_sell: Float[Array, " N"],
+    rule: str,
+    fit: Num | None,
+    utility: Num | None,
+    pair_terms: PairTerms | None,
+) -> tuple[Float[Array, " N"], Float[Array, " N"], Float[Array, " N"], Float[Array, " N"]]:
     """Pro-rata sharing for the community-level rules (limit prices ignored).
 
     There are no pairs: a buyer's loss and fee are those between it and the community pool
@@ -124,7 +140,8 @@ def _community(q_buy, q_sell, rule, fit, utility, pair_terms):
     volume = jnp.minimum(supply, demand)
     buy_frac = jnp.where(demand > 0, volume / jnp.where(demand > 0, demand, 1.0), 0.0)
     sell_frac = jnp.where(supply > 0, volume / jnp.where(supply > 0, supply, 1.0), 0.0)
-    price = pricing.community_price(rule, supply, demand, fit, utility)
+    # the community rules need both DSO prices (``pricing.check_rule``)
+    price = pricing.community_price(rule, supply, demand, cast(Num, fit), cast(Num, utility))
     mb, ms = q_buy * buy_frac, q_sell * sell_frac
     idx = jnp.arange(q_buy.shape[0], dtype=jnp.int32)
     lossf, fee_rate = _terms(pair_terms, idx, jnp.full_like(idx, -1), mb)
@@ -140,7 +157,15 @@ def _ss(sorted_arr, query, side):
     return jnp.searchsorted(sorted_arr, query, side=side, method="scan")
 
 
-def _segments(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn):
+def match_segments(
+    price: Float[Array, " N"],
+    q_buy: Float[Array, " N"],
+    q_sell: Float[Array, " N"],
+    rule: str,
+    reputation: Float[Array, " N"] | None,
+    tie: Array | None,
+    pair_price_fn: PairPrice,
+) -> dict[str, Array]:
     """Lay the sorted book on the cumulative-quantity axis and cut it into <= 2N segments.
 
     Returns a dict of per-segment arrays [2N] (``qty``, ``price``, sorted-slot indices ``ib``,
@@ -189,7 +214,7 @@ def _segments(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn):
 def _auction(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn, pair_terms):
     """Continuous double auction; per-agent (matched, payment, loss, fee) in the caller's order."""
     n = price.shape[0]
-    seg = _segments(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn)
+    seg = match_segments(price, q_buy, q_sell, rule, reputation, tie, pair_price_fn)
     ib, js, perm = seg["ib"], seg["js"], seg["perm"]
     lossf, fee_rate = _terms(pair_terms, perm[ib], perm[js], seg["qty"])
     seg_deliv = seg["qty"] * (1.0 - lossf)
@@ -215,27 +240,28 @@ class _Book:
     is_buy: jax.Array
     q_buy: jax.Array
     q_sell: jax.Array
-    partner: tuple  # per-agent (qty, payment, loss, fee) of the partner stage
+    partner: tuple[Array, Array, Array, Array]  # per-agent (qty, payment, loss, fee) of partners
     tie: jax.Array | None
     reputation: jax.Array | None
-    m: jax.Array | None = struct.field(pytree_node=True, default=None)
-    pair_price_fn: Callable = struct.field(pytree_node=False, default=None)
+    m: Num | None = struct.field(pytree_node=True, default=None)  # pair rules reference
+    pair_price_fn: PairPrice = struct.field(pytree_node=False, default=None)
 
 
-def _prepare(
-    bid_price,
-    quantity,
-    is_buy,
-    rule,
-    reference_price,
-    fit,
-    utility,
-    k,
-    key,
-    reputation,
-    partner,
-    pair_terms,
+def prepare_book(
+    bid_price: ArrayLike,
+    quantity: ArrayLike,
+    is_buy: ArrayLike,
+    rule: str,
+    reference_price: Num | None,
+    fit: Num | None,
+    utility: Num | None,
+    k: Num,
+    key: jax.Array | None,
+    reputation: ArrayLike | None,
+    partner: ArrayLike | None,
+    pair_terms: PairTerms | None,
 ) -> _Book:
+    """The sanitised book of ``clear`` (arguments as there) after the partner stage."""
     pricing.check_rule(rule, fit=fit, utility=utility, reference_price=reference_price)
     price, qty = _sanitize(jnp.asarray(bid_price), jnp.asarray(quantity))
     is_buy = jnp.asarray(is_buy, bool)
@@ -265,19 +291,19 @@ def _prepare(
 
 
 def clear(
-    bid_price: jax.Array,
-    quantity: jax.Array,
-    is_buy: jax.Array,
+    bid_price: Float[Array, " N"],
+    quantity: Float[Array, " N"],
+    is_buy: Bool[Array, " N"],
     rule: str,
     *,
-    reference_price: jax.Array | float | None = None,
-    fit: jax.Array | float | None = None,
-    utility: jax.Array | float | None = None,
-    k: jax.Array | float = 0.5,
+    reference_price: Float[Array, ""] | float | None = None,
+    fit: Float[Array, ""] | float | None = None,
+    utility: Float[Array, ""] | float | None = None,
+    k: Float[Array, ""] | float = 0.5,
     key: jax.Array | None = None,
-    reputation: jax.Array | None = None,
-    partner: jax.Array | None = None,
-    pair_terms: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
+    reputation: Float[Array, " N"] | None = None,
+    partner: Int[Array, " N"] | None = None,
+    pair_terms: PairTerms | None = None,
 ) -> ClearingResult:
     """Clear one peer-to-peer book of one order per agent.
 
@@ -300,7 +326,7 @@ def clear(
 
     Non-finite prices or quantities drop the order; prices are clipped to +-PRICE_BOUND.
     """
-    b = _prepare(
+    b = prepare_book(
         bid_price,
         quantity,
         is_buy,
@@ -319,7 +345,7 @@ def clear(
     partner_qty, partner_pay, partner_loss, partner_fee = b.partner
 
     if rule in pricing.COMMUNITY_RULES:
-        matched, payment, loss, fee = _community(q_buy, q_sell, rule, fit, utility, pair_terms)
+        matched, payment, loss, fee = community_match(q_buy, q_sell, rule, fit, utility, pair_terms)
     else:
         matched, payment, loss, fee = _auction(
             price, q_buy, q_sell, rule, b.reputation, b.tie, b.pair_price_fn, pair_terms

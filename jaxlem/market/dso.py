@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 
 KWH_PER_MWH = 1000.0
 
@@ -24,13 +25,16 @@ def dynamic_utility_price(
 
 
 def settle(
-    export_kwh: jax.Array, import_kwh: jax.Array, fit: jax.Array, utility: jax.Array
-) -> jax.Array:
+    export_kwh: Float[Array, " N"],
+    import_kwh: Float[Array, " N"],
+    fit: jax.Array,
+    utility: jax.Array,
+) -> Float[Array, " N"]:
     """Money each agent gets from the DSO: FiT on residual export minus utility on import."""
     return (fit * export_kwh - utility * import_kwh) / KWH_PER_MWH
 
 
-def pro_rata_cut(amount: jax.Array, excess: jax.Array) -> jax.Array:
+def pro_rata_cut(amount: Float[Array, " N"], excess: Float[Array, ""]) -> Float[Array, " N"]:
     """Cut ``excess`` (>= 0) from the non-negative ``amount`` [N] in proportion to each share."""
     total = jnp.sum(amount)
     frac = jnp.where(total > 0, jnp.minimum(excess, total) / jnp.where(total > 0, total, 1.0), 0.0)
@@ -38,8 +42,8 @@ def pro_rata_cut(amount: jax.Array, excess: jax.Array) -> jax.Array:
 
 
 def pro_rata_cut_grouped(
-    amount: jax.Array, excess: jax.Array, group: jax.Array, num_groups: int
-) -> jax.Array:
+    amount: Float[Array, " N"], excess: Float[Array, " G"], group: Int[Array, " N"], num_groups: int
+) -> Float[Array, " N"]:
     """Per-group pro-rata cut: ``excess`` [G] is removed from ``amount`` [N] within each group."""
     total = jax.ops.segment_sum(amount, group, num_segments=num_groups)
     frac = jnp.where(total > 0, jnp.minimum(excess, total) / jnp.where(total > 0, total, 1.0), 0.0)

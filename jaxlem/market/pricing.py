@@ -9,9 +9,13 @@ whatever the P2P book leaves unmatched.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias, cast
 
 import jax
 import jax.numpy as jnp
+
+# a price or a rule parameter: a number or an array that broadcasts against the prices
+Num: TypeAlias = jax.Array | float
 
 PAIR_RULES = ("average", "pay_as_bid", "pay_as_ask", "k_double", "nash", "proportional_surplus")
 COMMUNITY_RULES = ("mmr", "sdr", "bill_sharing")
@@ -19,7 +23,13 @@ RULES = (*PAIR_RULES, "uniform", *COMMUNITY_RULES)
 _NEEDS_DSO_PRICES = ("nash", "mmr", "sdr", "bill_sharing")
 
 
-def check_rule(rule: str, *, fit=None, utility=None, reference_price=None) -> None:
+def check_rule(
+    rule: str,
+    *,
+    fit: Num | None = None,
+    utility: Num | None = None,
+    reference_price: Num | None = None,
+) -> None:
     """Raise ValueError for an unknown rule or a rule missing the DSO prices it needs."""
     if rule not in RULES:
         raise ValueError(f"rule: got {rule!r}; allowed: one of {', '.join(RULES)}")
@@ -47,17 +57,17 @@ def pay_as_ask(b: jax.Array, a: jax.Array) -> jax.Array:
     return a + 0.0 * b
 
 
-def k_double(b: jax.Array, a: jax.Array, k) -> jax.Array:
+def k_double(b: jax.Array, a: jax.Array, k: Num) -> jax.Array:
     """Bid-ask spread split: a + k (b - a), k in [0, 1]."""
     return a + jnp.clip(k, 0.0, 1.0) * (b - a)
 
 
-def nash(b: jax.Array, a: jax.Array, fit, utility) -> jax.Array:
+def nash(b: jax.Array, a: jax.Array, fit: Num, utility: Num) -> jax.Array:
     """Nash bargaining with outside options: argmax (u-p)(p-f) = (u+f)/2, clipped to [a, b]."""
     return jnp.clip(0.5 * (fit + utility), a, b)
 
 
-def proportional_surplus(b: jax.Array, a: jax.Array, m) -> jax.Array:
+def proportional_surplus(b: jax.Array, a: jax.Array, m: Num) -> jax.Array:
     """Split b - a in proportion to each side's surplus against the reference price m."""
     db = jnp.maximum(0.0, b - m)
     ds = jnp.maximum(0.0, m - a)
@@ -66,12 +76,21 @@ def proportional_surplus(b: jax.Array, a: jax.Array, m) -> jax.Array:
     return a + share * (b - a)
 
 
-def pair_price_fn(rule: str, *, k, reference, fit, utility) -> Callable:
+def pair_price_fn(
+    rule: str,
+    *,
+    k: Num,
+    reference: Num | None,
+    fit: Num | None,
+    utility: Num | None,
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """The pair price ``f(b, a)`` the auction and the partner stage use under ``rule``.
 
     ``uniform`` prices partner trades at the pair average (the auction itself uses one price);
     community rules price partner trades by Nash bargaining between the DSO prices.
     """
+    # ``check_rule`` has made sure that the prices the rule needs are given
+    ref, fit_, util_ = cast(Num, reference), cast(Num, fit), cast(Num, utility)
     if rule == "average" or rule == "uniform":
         return average
     if rule == "pay_as_bid":
@@ -81,13 +100,13 @@ def pair_price_fn(rule: str, *, k, reference, fit, utility) -> Callable:
     if rule == "k_double":
         return lambda b, a: k_double(b, a, k)
     if rule == "proportional_surplus":
-        return lambda b, a: proportional_surplus(b, a, reference)
+        return lambda b, a: proportional_surplus(b, a, ref)
     if rule == "nash" or rule in COMMUNITY_RULES:
-        return lambda b, a: nash(b, a, fit, utility)
+        return lambda b, a: nash(b, a, fit_, util_)
     raise ValueError(f"rule: got {rule!r}; allowed: one of {', '.join(RULES)}")
 
 
-def community_price(rule: str, supply, demand, fit, utility) -> jax.Array:
+def community_price(rule: str, supply: Num, demand: Num, fit: Num, utility: Num) -> Num:
     """P2P price of the community rules from aggregate supply and demand.
 
     - ``mmr``: mid-market rate (u + f)/2.

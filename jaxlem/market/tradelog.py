@@ -10,36 +10,40 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
+from typing import Any, cast
 
 import jax
 import numpy as np
+from jaxtyping import Array, ArrayLike
 
 from jaxlem.market import pricing
-from jaxlem.market.clearing import _community, _prepare, _segments
+from jaxlem.market.clearing import PairTerms, community_match, match_segments, prepare_book
+from jaxlem.market.pricing import Num
 
 COLUMNS = ("stage", "buyer", "seller", "quantity", "price", "loss", "fee")
 
 
 def trade_log(
-    bid_price,
-    quantity,
-    is_buy,
+    bid_price: ArrayLike,
+    quantity: ArrayLike,
+    is_buy: ArrayLike,
     rule: str,
     *,
-    reference_price=None,
-    fit=None,
-    utility=None,
-    k=0.5,
-    key=None,
-    reputation=None,
-    partner=None,
-    pair_terms=None,
+    reference_price: Num | None = None,
+    fit: Num | None = None,
+    utility: Num | None = None,
+    k: Num = 0.5,
+    key: Array | None = None,
+    reputation: ArrayLike | None = None,
+    partner: ArrayLike | None = None,
+    pair_terms: PairTerms | None = None,
 ) -> dict[str, np.ndarray]:
     """Every matched pair of the book, as NumPy columns ``stage`` ('partner', 'auction' or
     'community'), ``buyer``, ``seller`` (agent indices), ``quantity`` (energy sent), ``price``,
     ``loss`` (energy lost in transit) and ``fee`` (network fee, both sides together) from the
     same ``pair_terms`` hook as ``clear``; the buyer pays ``price * (quantity - loss)``."""
-    b = _prepare(
+    b = prepare_book(
         bid_price,
         quantity,
         is_buy,
@@ -63,15 +67,15 @@ def trade_log(
             pr = float(b.pair_price_fn(price[i], price[j]))
             rows.append(("partner", int(i), j, float(p_qty[i]), pr))
     if rule in pricing.COMMUNITY_RULES:
-        matched, payment, _, _ = _community(b.q_buy, b.q_sell, rule, fit, utility, None)
+        matched, payment, _, _ = community_match(b.q_buy, b.q_sell, rule, fit, utility, None)
         matched, payment = np.asarray(matched), np.asarray(payment)
         buyers = np.flatnonzero(is_buy_np & (matched > 0))
         sellers = np.flatnonzero(~is_buy_np & (matched > 0))
         volume = matched[sellers].sum()
+        supply, demand = np.asarray(b.q_sell).sum(), np.asarray(b.q_buy).sum()
+        # the community rules need both DSO prices (``pricing.check_rule``)
         cprice = float(
-            pricing.community_price(
-                rule, np.asarray(b.q_sell).sum(), np.asarray(b.q_buy).sum(), fit, utility
-            )
+            pricing.community_price(rule, supply, demand, cast(Num, fit), cast(Num, utility))
         )
         for i in buyers:
             for j in sellers:
@@ -81,7 +85,7 @@ def trade_log(
     else:
         seg = jax.tree_util.tree_map(
             np.asarray,
-            _segments(b.price, b.q_buy, b.q_sell, rule, b.reputation, b.tie, b.pair_price_fn),
+            match_segments(b.price, b.q_buy, b.q_sell, rule, b.reputation, b.tie, b.pair_price_fn),
         )
         perm = seg["perm"]
         for s in np.flatnonzero(seg["qty"] > 0):
@@ -94,7 +98,7 @@ def trade_log(
                     float(seg["price"][s]),
                 )
             )
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in COLUMNS[:5]]
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in COLUMNS[:5]]
     dtypes = (object, np.int64, np.int64, np.float64, np.float64)
     log = {c: np.asarray(v, dtype=d) for c, v, d in zip(COLUMNS, cols, dtypes, strict=False)}
     lossf = rate = np.zeros_like(log["quantity"])

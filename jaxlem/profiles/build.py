@@ -30,6 +30,7 @@ import argparse
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ _STEPS = DAYS * 96
 _BDEW = ("h0_dyn", "g0", "g1", "g2", "g3", "g4", "g5", "g6", "l0", "l1", "l2")
 
 
-def _require():
+def _require() -> Any:
     try:
         import demandlib  # noqa: F401
         import pvlib
@@ -54,7 +55,7 @@ def _require():
     return pvlib
 
 
-def read_weather(path: str | os.PathLike | None = None):
+def read_weather(path: str | os.PathLike | None = None) -> tuple[Any, dict[str, Any]]:
     """Hourly weather of a TMY3 CSV or EPW file: (DataFrame with ghi, dni, dhi, temp_air,
     wind_speed; 8760 rows in file order), location metadata dict."""
     pvlib = _require()
@@ -92,7 +93,9 @@ def _times(year: int, tz_hours: float, offset_min: float):
     return pd.date_range(start, periods=_STEPS, freq="15min")
 
 
-def pv_profiles(weather, info: dict, year: int, kinds=PV_KINDS) -> np.ndarray:
+def pv_profiles(
+    weather: Any, info: dict[str, Any], year: int, kinds: tuple[str, ...] = PV_KINDS
+) -> np.ndarray:
     """Per-unit AC output [len(kinds), 35040] (kW per kWp, 15-minute averages)."""
     pvlib = _require()
     loc = pvlib.location.Location(info["latitude"], info["longitude"], altitude=info["altitude"])
@@ -165,7 +168,7 @@ def ev_profile(year: int, cars: int = 20, seed: int = 2025) -> np.ndarray:
     return load / load.mean()
 
 
-def heat_pump_profile(weather, year: int) -> np.ndarray:
+def heat_pump_profile(weather: Any, year: int) -> np.ndarray:
     """Electricity of an air-source heat pump [35040] (15-minute average power), mean 1."""
     _require()
     import pandas as pd
@@ -203,7 +206,7 @@ def build_bank(
             )
     weather, info = read_weather(weather_path)
     pv = pv_profiles(weather, info, year, pv_kinds)
-    rows = {}
+    rows: dict[str, np.ndarray] = {}
     if any(k in DEMAND_KIND_NAMES[:11] for k in demand_kinds):
         rows.update(zip(DEMAND_KIND_NAMES[:11], bdew_profiles(year), strict=True))
     if "ev" in demand_kinds:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
 
 import jax.numpy as jnp
 from flax import struct
 
-from jaxlem import checks, policies
+from jaxlem import checks
 
 ALGOS = ("ippo", "mappo", "selfplay", "ctce", "sac")
 SHARING = ("shared", "type", "independent")
@@ -39,6 +40,10 @@ class Hyper:
     tau: jnp.ndarray
     init_alpha: jnp.ndarray
 
+    if TYPE_CHECKING:  # added by ``struct.dataclass``; declared for type checkers
+
+        def replace(self, **updates: Any) -> Self: ...
+
 
 NUMERIC = tuple(f.name for f in dataclasses.fields(Hyper))
 
@@ -59,7 +64,8 @@ class TrainConfig:
     dist: str = "beta"  # continuous action distribution (PPO); SAC uses tanh_normal
     normalize_obs: bool = True
     normalize_reward: bool = True
-    # residual policy learning: the actor adjusts a scripted baseline's action (jaxlem.policies);
+    # residual policy learning: the actor adjusts a scripted baseline's action (one of the
+    # env's evaluation().policies);
     # "auto" = the env's reference_policy, "" = the actor acts alone
     residual: str = ""
     action_mask: bool = True  # leave the columns env.action_mask marks irrelevant out of the loss
@@ -90,7 +96,7 @@ class TrainConfig:
     tau: float = 0.005
     init_alpha: float = 0.1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         checks.check_choice("algo", self.algo, ALGOS)
         checks.check_choice("sharing", self.sharing, SHARING)
         checks.check_choice("dist", self.dist, DISTS)
@@ -171,7 +177,7 @@ class TrainConfig:
         return dataclasses.replace(self, **{k: getattr(base, k) for k in NUMERIC})
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a plain mapping (Hydra), naming unknown fields."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
@@ -182,15 +188,15 @@ class TrainConfig:
             values["hidden"] = tuple(int(h) for h in values["hidden"])
         return cls(**values)
 
-    def residual_policy(self, env) -> str:
+    def residual_policy(self, env: Any) -> str:
         """The baseline a residual actor adjusts for ``env`` ("" = none), validated."""
         name = env.reference_policy if self.residual == "auto" else self.residual
-        allowed = sorted({**policies.BASELINES, **policies.GENCOS_BASELINES})
+        allowed = sorted(env.evaluation().policies)
         if name and name not in allowed:
             raise ValueError(f"residual: got {name!r}; allowed: '', 'auto' or one of {allowed}")
         return name
 
-    def check_env(self, env) -> None:
+    def check_env(self, env: Any) -> None:
         """Checks that need the env (agent counts, action layout), still before compiling."""
         self.residual_policy(env)
         if self.algo == "ctce" and env.num_agents > self.ctce_max_agents:
@@ -199,8 +205,10 @@ class TrainConfig:
                 f"[1, {self.ctce_max_agents}] (ctce_max_agents: the joint policy's input and "
                 "output grow with N; use mappo or ippo for large N)"
             )
-        if self.algo == "sac" and getattr(env, "partner_stage", False):
+        categorical = env.action_layout().categorical
+        if self.algo == "sac" and categorical:
             raise ValueError(
-                "partner_stage: got True with algo='sac'; allowed: False (SAC here has "
-                "continuous actions only; use a PPO algorithm for the discrete partner head)"
+                f"action_layout: {len(categorical)} categorical column(s) with algo='sac'; "
+                "allowed: continuous actions only (e.g. lem-v0 partner_stage=False; use a PPO "
+                "algorithm for categorical heads)"
             )

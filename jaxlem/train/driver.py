@@ -19,8 +19,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxlem.train import checkpoint
-from jaxlem.train import ppo as ppo_mod
 from jaxlem.train.config import TrainConfig
+from jaxlem.train.trainers import make_train
 
 # learner diagnostics shown in the progress line (all of them are in metrics.csv)
 _DIAG = (
@@ -112,8 +112,6 @@ def run_training(
     ``stop_after_chunk`` ends early (as if interrupted) after that many chunks. With several
     devices and ``shard``, the scenario batch is split over them.
     """
-    from jaxlem.train import make_train
-
     if num_chunks < 1:
         raise ValueError(f"num_chunks: got {num_chunks}; allowed: an integer >= 1")
     train = make_train(config, env, params, eval_params)
@@ -136,31 +134,30 @@ def run_training(
     runners = place(runners, config.num_envs, 1)
 
     prog = Progress(total, config.env_steps_per_update * len(seeds), progress_every, log)
-    ppo_mod._SINK[:] = [prog]
     chunks_metrics = []
     compile_s = None
     try:
-        for j in range(start, num_chunks):
-            tc = time.perf_counter()
-            runners, metrics = core.run(runners, bank, train.eval_bank, train.hyper, per_chunk)
-            metrics = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(metrics))
-            if compile_s is None:
-                compile_s = time.perf_counter() - tc
-            chunks_metrics.append(metrics)
-            if writers:
-                chunk_rows = _rows(
-                    [metrics], j * per_chunk, config.env_steps_per_update, seeds, prog
-                )
-                for w in writers:
-                    w.write(chunk_rows)
-            if ckpt_dir is not None:
-                checkpoint.save(
-                    ckpt_dir, j + 1, runners, {"num_chunks": num_chunks, "updates": per_chunk}
-                )
-            if stop_after_chunk is not None and j + 1 >= stop_after_chunk:
-                break
+        with core.reporter.attach(prog):
+            for j in range(start, num_chunks):
+                tc = time.perf_counter()
+                runners, metrics = core.run(runners, bank, train.eval_bank, train.hyper, per_chunk)
+                metrics = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(metrics))
+                if compile_s is None:
+                    compile_s = time.perf_counter() - tc
+                chunks_metrics.append(metrics)
+                if writers:
+                    chunk_rows = _rows(
+                        [metrics], j * per_chunk, config.env_steps_per_update, seeds, prog
+                    )
+                    for w in writers:
+                        w.write(chunk_rows)
+                if ckpt_dir is not None:
+                    checkpoint.save(
+                        ckpt_dir, j + 1, runners, {"num_chunks": num_chunks, "updates": per_chunk}
+                    )
+                if stop_after_chunk is not None and j + 1 >= stop_after_chunk:
+                    break
     finally:
-        ppo_mod._SINK[:] = []
         for w in writers:
             w.close()
     wall = time.perf_counter() - t0

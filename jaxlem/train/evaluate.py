@@ -1,32 +1,36 @@
-"""A trained policy against the scripted baselines on held-out scenarios.
+"""A trained policy against the env's scripted baselines on held-out scenarios.
 
-``as_policy(core, runner)`` turns one seed's trained state into a scripted-policy callable
-``policy(key, obs, env, params) -> action`` (deterministic: the distribution's mean/mode), so
-the trained agents and the baselines play exactly the same held-out scenarios with the same keys.
-Per-scenario KPIs come back as arrays, so comparisons can be paired (trained - baseline on the
-same scenario), which is what the standard errors of the differences use.
+Everything env-specific comes from the env's evaluation spec (``env.evaluation()``: episode KPIs,
+baselines, the optimum if any, the table columns, the traces). ``trained_policy(core)`` turns
+one seed's trained state into a policy callable, so the trained agents and the baselines play
+exactly the same held-out scenarios with the same keys. Per-scenario KPIs come back as arrays,
+so comparisons can be paired (trained - baseline on the same scenario), which is what the
+standard errors of the differences use.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxlem import metrics, oracle
+from jaxlem.envs.base import Policy
 from jaxlem.rollout import rollout
-from jaxlem.train.ppo import agent_types
+from jaxlem.train import banks
+
+# a policy with an explicit state argument: ``policy(key, obs, env, params, state)``
+StatefulPolicy = Callable[[jax.Array, jax.Array, Any, Any, Any], jax.Array]
 
 
-def seed_slice(runners, i: int):
+def seed_slice(runners: Any, i: int) -> Any:
     return jax.tree_util.tree_map(lambda x: x[i], runners)
 
 
-def as_policy(core, runner):
-    """A deterministic scripted-policy callable ``policy(key, obs, env, params)`` for one seed's
-    runner."""
+def as_policy(core: Any, runner: Any) -> Policy:
+    """A deterministic policy callable ``policy(key, obs, env, params)`` for one seed's runner."""
 
     def policy(key, obs, env, params):
         return trained_policy(core)(key, obs, env, params, runner)
@@ -35,12 +39,12 @@ def as_policy(core, runner):
 
 
 @functools.lru_cache(maxsize=32)
-def trained_policy(core):
+def trained_policy(core: Any) -> StatefulPolicy:
     """``policy(key, obs, env, params, runner)``: the trained state is an argument, so one
     compiled evaluation serves every seed, checkpoint and sweep job of the same shapes."""
 
     def policy(key, obs, env, params, runner):
-        types = agent_types(core.env, params)[None]
+        types = core.agents.types(params)[None]
         batched = jax.tree_util.tree_map(lambda x: x[None], params)
         return core.policy(runner, obs[None], types, key, True, batched)[0]
 
@@ -48,67 +52,29 @@ def trained_policy(core):
 
 
 @functools.lru_cache(maxsize=64)
-def stateless(policy):
+def stateless(policy: Policy) -> StatefulPolicy:
     """A scripted baseline in the ``(key, obs, env, params, state)`` form (state unused)."""
     return lambda key, obs, env, params, state: policy(key, obs, env, params)
 
 
-def held_out_bank(env, num: int, seed: int = 0):
-    """Scenarios drawn from keys the training and evaluation banks never use."""
-    return env.sample_params(jax.random.PRNGKey(10_000 + seed), num)
-
-
-def _gencos_episode(env, policy, key, params):
-    """One gencos-v0 episode with the myopic best-response gain of the best deviator per step."""
-    from jaxlem import policies
-
-    key, k_reset = jax.random.split(key)
-    obs, state = env.reset(k_reset, params)
-
-    def body(carry, k):
-        obs, state = carry
-        k_act, k_step = jax.random.split(k)
-        action = policy(k_act, obs, env, params)
-        _, br_profit, profit = policies.best_response(env, params, state, action)
-        obs, state, reward, _, info = env.step(k_step, state, action, params)
-        return (obs, state), (
-            reward,
-            info["system_lmp"],
-            metrics.exploitability_proxy(br_profit, profit),
-        )
-
-    _, (reward, lmp, gain) = jax.lax.scan(body, (obs, state), jax.random.split(key, env.num_steps))
-    return {
-        "mean_agent_return": jnp.mean(jnp.sum(reward, axis=0)),
-        "mean_system_lmp": jnp.mean(lmp),
-        "price_volatility": metrics.volatility(lmp),
-        "exploitability": jnp.mean(gain),
-    }
-
-
-def is_lem(env) -> bool:
-    return hasattr(env.default_params, "agent_type")
-
-
 @functools.lru_cache(maxsize=64)
-def _kpi_fn(env, policy):
-    """jit(vmap over scenarios) of one episode's KPIs; ``policy`` in the stateful form."""
-    gencos = not hasattr(env.default_params, "agent_type")
+def _kpi_fn(env: Any, policy: StatefulPolicy):
+    """jit(vmap over scenarios) of one episode's KPIs (the env's ``episode_kpis``)."""
+    episode_kpis = env.evaluation().episode_kpis
 
     def episode(k, p, state):
         def pol(kk, obs, e, pp):
             return policy(kk, obs, e, pp, state)
 
-        if gencos:
-            return _gencos_episode(env, pol, k, p)
-        rewards, infos = rollout(env, pol, k, p)
-        return metrics.lem_episode_kpis(infos, rewards)
+        return episode_kpis(env, pol, k, p)
 
     return jax.jit(jax.vmap(episode, in_axes=(0, 0, None)))
 
 
 @functools.lru_cache(maxsize=64)
-def trace_fn(env, policy, keys: tuple[str, ...]):
+def trace_fn(
+    env: Any, policy: StatefulPolicy, keys: tuple[str, ...]
+) -> Callable[[jax.Array, Any, Any], dict[str, jax.Array]]:
     """jit of one episode returning the info entries ``keys`` stacked over time."""
 
     def episode(k, p, state):
@@ -121,13 +87,18 @@ def trace_fn(env, policy, keys: tuple[str, ...]):
     return jax.jit(episode)
 
 
-def episode_kpis(env, policies: dict, bank, seed: int) -> dict[str, dict[str, np.ndarray]]:
+def episode_keys(bank: Any, seed: int) -> jax.Array:
+    """The episode keys of a bank played with ``seed``: ``split(PRNGKey(seed), M)``."""
+    num = jax.tree_util.tree_leaves(bank)[0].shape[0]
+    return jax.random.split(jax.random.PRNGKey(seed), num)
+
+
+def episode_kpis(env: Any, policies: dict, bank: Any, seed: int) -> dict[str, dict]:
     """Per-scenario episode KPIs [num_scenarios] of each policy (same keys for every policy).
 
     ``policies[name]`` is either a scripted policy or a pair ``(stateful_policy, state)``.
     """
-    num = jax.tree_util.tree_leaves(bank)[0].shape[0]
-    keys = jax.random.split(jax.random.PRNGKey(seed), num)
+    keys = episode_keys(bank, seed)
     out = {}
     for name, pol in policies.items():
         fn, state = pol if isinstance(pol, tuple) else (stateless(pol), None)
@@ -137,50 +108,51 @@ def episode_kpis(env, policies: dict, bank, seed: int) -> dict[str, dict[str, np
 
 
 @functools.lru_cache(maxsize=16)
-def _optimum_fn(env):
-    def episode(k, p):
-        opt = oracle.perfect_foresight(env, p, k)
-        return {
-            "mean_agent_return": opt.mean_agent_return,
-            "community_cost": opt.community_cost,
-            "self_sufficiency": opt.self_sufficiency,
-            "converged": opt.converged.astype(jnp.float32),
-        }
-
-    return jax.jit(jax.vmap(episode))
+def _optimum_fn(env: Any):
+    optimum = env.evaluation().optimum
+    return jax.jit(jax.vmap(lambda k, p: optimum(env, p, k)))
 
 
-def optimum_kpis(env, bank, seed: int) -> dict[str, np.ndarray]:
-    """Per-scenario perfect-foresight optimum (``jaxlem.oracle``) of the episodes that
+def optimum_kpis(env: Any, bank: Any, seed: int) -> dict[str, np.ndarray]:
+    """Per-scenario optimum of the env's evaluation spec on the episodes that
     :func:`episode_kpis` plays with the same ``seed``."""
-    num = jax.tree_util.tree_leaves(bank)[0].shape[0]
-    keys = jax.random.split(jax.random.PRNGKey(seed), num)
-    return {k: np.asarray(v, np.float64) for k, v in _optimum_fn(env)(keys, bank).items()}
+    out = _optimum_fn(env)(episode_keys(bank, seed), bank)
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
-def optimum_row(env, bank, seed: int, samples: dict[str, dict[str, np.ndarray]]) -> dict:
-    """The ``perfect_foresight`` row of a comparison on ``bank`` (episodes of ``seed``), after
-    adding ``gain_share`` to every policy's ``samples`` (DSO only is played if absent)."""
-    from jaxlem import policies
+def gain_share(
+    ret: np.ndarray | float, null: np.ndarray | float, best: np.ndarray | float
+) -> np.ndarray:
+    """``(R - R_null) / (R* - R_null)`` per episode (0 where the optimum gains nothing)."""
+    span = np.asarray(best, np.float64) - np.asarray(null, np.float64)
+    safe = np.where(np.abs(span) > 1e-9, span, 1.0)
+    return np.where(np.abs(span) > 1e-9, (np.asarray(ret, np.float64) - null) / safe, 0.0)
 
+
+def optimum_row(env: Any, bank: Any, seed: int, samples: dict[str, dict]) -> dict | None:
+    """The optimum's row of a comparison on ``bank`` (episodes of ``seed``), after adding
+    ``gain_share`` to every policy's ``samples`` (the null policy is played if absent). None
+    when the env declares no optimum."""
+    spec = env.evaluation()
+    if spec.optimum is None:
+        return None
     best = optimum_kpis(env, bank, seed)
-    dso = samples.get("dso_only")
-    if dso is None:
-        dso = episode_kpis(env, {"dso_only": policies.dso_only}, bank, seed)["dso_only"]
-    add_gain_share(samples, dso["mean_agent_return"], best["mean_agent_return"])
-    best["gain_share"] = np.ones_like(best["mean_agent_return"])
+    if spec.null_policy:
+        null = samples.get(spec.null_policy)
+        if null is None:
+            null = episode_kpis(env, {"null": spec.policies[spec.null_policy]}, bank, seed)["null"]
+        add_gain_share(samples, null["mean_agent_return"], best["mean_agent_return"])
+        best["gain_share"] = np.ones_like(best["mean_agent_return"])
     return summarize(best)
 
 
-def add_gain_share(samples: dict[str, dict[str, np.ndarray]], dso: np.ndarray, best: np.ndarray):
-    """Add ``gain_share = (R - R_dso_only) / (R* - R_dso_only)`` per episode to every policy's
-    samples (seed-major pooled samples are matched to the per-scenario references by tiling)."""
+def add_gain_share(samples: dict[str, dict], null: np.ndarray, best: np.ndarray) -> None:
+    """Add ``gain_share`` per episode to every policy's samples (seed-major pooled samples are
+    matched to the per-scenario references by tiling)."""
     for v in samples.values():
         ret = v["mean_agent_return"]
-        reps = ret.size // dso.size
-        v["gain_share"] = np.asarray(
-            oracle.gain_share(ret, np.tile(dso, reps), np.tile(best, reps)), np.float64
-        )
+        reps = ret.size // null.size
+        v["gain_share"] = gain_share(ret, np.tile(null, reps), np.tile(best, reps))
 
 
 def summarize(samples: dict[str, np.ndarray]) -> dict[str, float]:
@@ -194,22 +166,30 @@ def summarize(samples: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def compare(
-    core, runners, env, baselines: dict, num_scenarios: int, seed: int = 0, initial=None
+    core: Any,
+    runners: Any,
+    env: Any,
+    num_scenarios: int,
+    seed: int = 0,
+    initial: Any = None,
+    baselines: dict | None = None,
 ) -> dict:
-    """Trained seeds and baselines on one held-out bank.
+    """Trained seeds and the env's baselines on the held-out bank of ``seed``.
 
     Returns ``{"table": {policy: row}, "paired": {baseline: row}}``: rows pool seeds x scenarios;
     ``paired`` is trained - baseline per (seed, scenario) on ``mean_agent_return``. With
     ``initial`` (the runners before training) an ``untrained`` row shows what learning added.
     """
-    bank = held_out_bank(env, num_scenarios, seed)
+    bank = banks.held_out_bank(env, num_scenarios, seed)
+    ep_seed = banks.held_out_episode_seed(seed)
+    baselines = dict(env.evaluation().baselines) if baselines is None else baselines
     num_seeds = jax.tree_util.tree_leaves(runners)[0].shape[0]
 
     def pooled_kpis(states):
         """KPI samples of every seed's policy, pooled seed-major like ``np.tile`` below."""
         policy = trained_policy(core)
         per_seed = [
-            episode_kpis(env, {"p": (policy, seed_slice(states, i))}, bank, seed + 1)["p"]
+            episode_kpis(env, {"p": (policy, seed_slice(states, i))}, bank, ep_seed)["p"]
             for i in range(num_seeds)
         ]
         return {k: np.concatenate([t[k] for t in per_seed]) for k in per_seed[0]}
@@ -217,14 +197,12 @@ def compare(
     pooled = pooled_kpis(runners)
     # baselines do not depend on the seed: one sample per scenario, tiled in the paired rows
     samples = {} if initial is None else {"untrained": pooled_kpis(initial)}
-    samples.update(episode_kpis(env, baselines, bank, seed + 1))
-    best = None
-    if is_lem(env):
-        best = optimum_row(env, bank, seed + 1, {"trained": pooled, **samples})
+    samples.update(episode_kpis(env, baselines, bank, ep_seed))
+    best = optimum_row(env, bank, ep_seed, {"trained": pooled, **samples})
     table = {"trained": summarize(pooled)}
     table.update({name: summarize(v) for name, v in samples.items()})
     if best is not None:
-        table["perfect_foresight"] = best
+        table[env.evaluation().optimum_name] = best
     mine = pooled["mean_agent_return"]
     paired = {}
     for name, v in samples.items():

@@ -9,13 +9,15 @@ column as ``seed<s>/<name>`` against the update number.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 WRITERS = ("tensorboard", "wandb")
 _SKIP = ("update", "seed")
 
 
-def _scalars(row: dict):
+def _scalars(row: dict[str, Any]) -> Iterator[tuple[str, float]]:
     for k, v in row.items():
         if k in _SKIP or isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
@@ -26,7 +28,7 @@ def _scalars(row: dict):
 class TensorBoardWriter:
     """Event files under ``out_dir/tensorboard`` (tensorboardX)."""
 
-    def __init__(self, out_dir: Path, config: dict):
+    def __init__(self, out_dir: Path, config: dict[str, Any]) -> None:
         try:
             from tensorboardX import SummaryWriter
         except ImportError as e:
@@ -50,7 +52,7 @@ class TensorBoardWriter:
 class WandbWriter:
     """One W&B run in ``out_dir`` (project ``jaxlem``; ``WANDB_MODE=offline`` works as usual)."""
 
-    def __init__(self, out_dir: Path, config: dict):
+    def __init__(self, out_dir: Path, config: dict[str, Any]) -> None:
         try:
             import wandb
         except ImportError as e:
@@ -67,11 +69,16 @@ class WandbWriter:
         self._run.finish()
 
 
-def make_writers(names, out_dir: str | Path, config: dict) -> list:
+def make_writers(
+    names: Iterable[str] | None, out_dir: str | Path, config: dict[str, Any]
+) -> list[TensorBoardWriter | WandbWriter]:
     """Writers for ``names`` (a subset of ``WRITERS``), validated before training starts."""
     names = list(names or [])
     for name in names:
         if name not in WRITERS:
             raise ValueError(f"loggers: got {name!r}; allowed: a list of {list(WRITERS)}")
-    kinds = {"tensorboard": TensorBoardWriter, "wandb": WandbWriter}
+    kinds: dict[str, type[TensorBoardWriter | WandbWriter]] = {
+        "tensorboard": TensorBoardWriter,
+        "wandb": WandbWriter,
+    }
     return [kinds[name](Path(out_dir), config) for name in dict.fromkeys(names)]

@@ -18,9 +18,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxlem.envs.wrappers import LogWrapper
+from jaxlem.train import loop
 from jaxlem.train import networks as nets
 from jaxlem.train.config import Hyper, TrainConfig
-from jaxlem.train.ppo import _SKIP_INFO, Core, agent_types, wrap
+from jaxlem.train.reporter import Reporter
+from jaxlem.train.views import AgentViews, action_head
 
 
 @struct.dataclass
@@ -44,38 +47,49 @@ def build(config: TrainConfig, env) -> SACCore:
     return SACCore(config, env)
 
 
-class SACCore(Core):
+class SACCore:
+    """Pure functions of (runner, scenario bank, hyperparameters), as ``ppo.Core``; built from
+    the same blocks (views, networks, normalisation, the shared scan)."""
+
     def __init__(self, config: TrainConfig, env):
-        super().__init__(config, env)
-        self.head = nets.ActionHead(
-            self.head.cont, self.head.low, self.head.high, kind="tanh_normal"
-        )
+        config.check_env(env)
+        self.config = config
+        self.env = env
+        self.log_env = LogWrapper(env)
+        self.head = action_head(config, env, kind="tanh_normal")
+        self.agents = AgentViews(config, env, self.head)
+        self.num_agents, self.obs_dim = self.agents.num_agents, self.agents.obs_dim
         self.actor = nets.MLP(config.hidden, config.activation, self.head.out_dim, 0.01)
         self.qnet = nets.MLP(config.hidden, config.activation, 1, 1.0)
         self.act_dim = self.head.cont
+        self.reporter = Reporter()
+        self.run = loop.compile_run(
+            type(self).__name__, config, self._update, self.evaluate, self.reporter
+        )
+        self.init = jax.jit(jax.vmap(self._init, in_axes=(0, None, None)))
+
+    def _actor(self, params, x, t):
+        return self.agents.apply(self.actor, params, x, t)
 
     def _opt(self, hyper: Hyper):
         return optax.chain(optax.clip_by_global_norm(hyper.max_grad_norm), optax.adam(hyper.lr))
 
     def _q(self, params, x, a, t):
         xa = jnp.concatenate([x, a], axis=-1)
-        return nets.apply_shared(self.qnet, params, xa, t, self.config.sharing, self.num_types)[
-            ..., 0
-        ]
+        return self.agents.apply(self.qnet, params, xa, t)[..., 0]
 
     def _init(self, key, bank, hyper: Hyper) -> SACRunner:
         c = self.config
         n, d, a = self.num_agents, self.obs_dim, self.act_dim
         key, k_env, k_a, k1, k2 = jax.random.split(key, 5)
         obs, env_state = jax.vmap(self.log_env.reset)(jax.random.split(k_env, c.num_envs), bank)
-        types = agent_types(self.env, jax.tree_util.tree_map(lambda x: x[0], bank))
-        x, _ = self._inputs(jnp.zeros((1, n, d)), types)
+        types = self.agents.types(jax.tree_util.tree_map(lambda x: x[0], bank))
+        x, _ = self.agents.inputs(jnp.zeros((1, n, d)), types)
         xa = jnp.concatenate([x[0, 0], jnp.zeros((a,))])
-        args = (c.sharing, n, self.num_types)
         params = {
-            "actor": nets.init_shared(self.actor, k_a, x[0, 0], *args),
-            "q1": nets.init_shared(self.qnet, k1, xa, *args),
-            "q2": nets.init_shared(self.qnet, k2, xa, *args),
+            "actor": self.agents.init(self.actor, k_a, x[0, 0]),
+            "q1": self.agents.init(self.qnet, k1, xa),
+            "q2": self.agents.init(self.qnet, k2, xa),
         }
         opt = self._opt(hyper)
         log_alpha = jnp.log(hyper.init_alpha)
@@ -108,16 +122,16 @@ class SACCore(Core):
         )
 
     def _update(self, runner: SACRunner, bank, hyper: Hyper):
-        c, env = self.config, self.env
+        c = self.config
         b = c.num_envs
-        types_b = jax.vmap(lambda p: agent_types(env, p))(bank)
+        types_b = self.agents.bank_types(bank)
         key, k_act, k_rand, k_step, k_grad = jax.random.split(runner.key, 5)
 
         # act (uniform random before learning_starts) and step every environment
         obs_stats = runner.obs_stats
         if c.normalize_obs:
             obs_stats = nets.stats_update(obs_stats, runner.obs.reshape(-1, self.obs_dim))
-        x, _ = self._inputs(nets.normalize(obs_stats, runner.obs), types_b)
+        x, _ = self.agents.inputs(nets.normalize(obs_stats, runner.obs), types_b)
         raw = self.head.sample(self._actor(runner.params["actor"], x, types_b), k_act)
         warm = runner.update * b < c.learning_starts
         rand = jnp.arctanh(jax.random.uniform(k_rand, raw.shape, minval=-0.999, maxval=0.999))
@@ -146,8 +160,8 @@ class SACCore(Core):
             k_idx, k_next, k_new = jax.random.split(k, 3)
             idx = jax.random.randint(k_idx, (c.batch_size,), 0, jnp.maximum(size, 1))
             bt = jax.tree_util.tree_map(lambda v: v[idx], buffer)
-            xs, _ = self._inputs(nets.normalize(obs_stats, bt["obs"]), bt["types"])
-            xn, _ = self._inputs(nets.normalize(obs_stats, bt["next_obs"]), bt["types"])
+            xs, _ = self.agents.inputs(nets.normalize(obs_stats, bt["obs"]), bt["types"])
+            xn, _ = self.agents.inputs(nets.normalize(obs_stats, bt["next_obs"]), bt["types"])
             t = bt["types"]
             alpha = jnp.exp(log_alpha)
             out_n = self._actor(params["actor"], xn, t)
@@ -208,9 +222,7 @@ class SACCore(Core):
         ended = info["returned_episode"]
         metrics = {k: v.mean() for k, v in losses.items()}
         metrics["alpha"] = jnp.exp(log_alpha)
-        for k, v in info.items():
-            if k not in _SKIP_INFO and k != "final_obs" and v.ndim == 1:
-                metrics[k] = v.mean()
+        metrics.update(loop.step_metrics(info))
         metrics["episodes"] = jnp.sum(ended.astype(jnp.float32))
         metrics["episode_return"] = jnp.where(
             metrics["episodes"] > 0,
@@ -236,7 +248,25 @@ class SACCore(Core):
             metrics,
         )
 
+    # ------------------------------------------------------------------ evaluation
+    def policy(self, runner: SACRunner, obs, types, key, deterministic: bool = True, params=None):
+        """Env actions [M, N, act_dim] for raw observations [M, N, D] (one seed's runner)."""
+        obs_n = nets.normalize(runner.obs_stats, obs)
+        x, _ = self.agents.inputs(obs_n, types)
+        out = self._actor(runner.params["actor"], x, self.agents.view_types(types, obs.shape[0]))
+        raw = self.head.mode(out) if deterministic else self.head.sample(out, key)
+        return self.head.to_env(raw)
+
+    def evaluate(self, runner: SACRunner, eval_bank, key):
+        """Mean agent return of the deterministic policy (``loop.evaluate_return``)."""
+
+        def policy(k, obs, batched):
+            types = self.agents.types(jax.tree_util.tree_map(lambda x: x[0], batched))[None]
+            return self.policy(runner, obs, types, k, True, batched)
+
+        return loop.evaluate_return(self.env, policy, eval_bank, key)
+
 
 def make_train(config: TrainConfig, env, params=None, eval_params=None):
     """As ``ppo.make_train``, for ``algo='sac'``."""
-    return wrap(build(config.static(), env), config, env, params, eval_params)
+    return loop.wrap(build(config.static(), env), config, env, params, eval_params)

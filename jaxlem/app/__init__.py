@@ -1,0 +1,1 @@
+"""Applications on top of envs and trainers: CLI, jobs, reports, benchmarks."""

@@ -1,0 +1,192 @@
+"""``jaxlem-bench``: env throughput for agent counts N and scenario batches B.
+
+Random-action rollouts under ``lax.scan``, vmapped over B scenarios. Compile time is measured
+separately (lower + compile); steady state is the median of repeated calls after
+``block_until_ready``. Reports env-steps/s, agent-steps/s, the compiled program's memory (XLA's
+own accounting) and the process peak RSS, with JAX version and hardware; saves JSON and a
+log-log plot of time per step against N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxlem
+from jaxlem.app.bench_train import main as train_main
+from jaxlem.app.hardware import hardware
+
+DEFAULT_N = (1, 10, 100, 1000, 10000, 100000)
+DEFAULT_B = (1, 64, 1024)
+
+
+def make_runner(env, num_batch: int, steps: int):
+    """A jitted function (key, params) -> summed reward running ``steps`` random steps per env."""
+    act_shape = env.action_space().shape
+
+    def one(key, params):
+        k0, k1 = jax.random.split(key)
+        obs, state = env.reset(k0, params)
+
+        def body(carry, k):
+            state, acc = carry
+            ka, ks = jax.random.split(k)
+            action = jax.random.uniform(ka, act_shape, minval=-1.0, maxval=1.0)
+            _, state, reward, _, _ = env.step(ks, state, action, params)
+            return (state, acc + jnp.sum(reward)), None
+
+        (state, acc), _ = jax.lax.scan(body, (state, jnp.zeros(())), jax.random.split(k1, steps))
+        return acc
+
+    return jax.jit(jax.vmap(one))
+
+
+def bench_one(env_id: str, n: int, b: int, steps: int, repeats: int, seed: int = 0) -> dict:
+    env = jaxlem.make(env_id, num_agents=n) if env_id == "lem-v0" else jaxlem.make(env_id)
+    n = env.num_agents  # envs with a fixed agent count (gencos-v0: 5) ignore --agents
+    key = jax.random.PRNGKey(seed)
+    params = env.sample_params(key, b)
+    keys = jax.random.split(key, b)
+    runner = make_runner(env, b, steps)
+    t0 = time.perf_counter()
+    compiled = runner.lower(keys, params).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    jax.block_until_ready(compiled(keys, params))  # warm-up
+    times = []
+    for r in range(repeats):
+        ks = jax.random.split(jax.random.PRNGKey(seed + 1 + r), b)
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(ks, params))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    out = {
+        "env": env_id,
+        "num_agents": n,
+        "batch": b,
+        "steps_per_call": steps,
+        "compile_s": compile_s,
+        "median_call_s": med,
+        "step_time_s": med / steps,
+        "env_steps_per_s": b * steps / med,
+        "agent_steps_per_s": n * b * steps / med,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if mem is not None:
+        out["xla_temp_mb"] = mem.temp_size_in_bytes / 2**20
+        out["xla_args_mb"] = mem.argument_size_in_bytes / 2**20
+    return out
+
+
+def growth_exponent(rows: list[dict], batch: int, n_lo: int = 1000, n_hi: int = 100000):
+    """Least-squares slope of log(step time) against log(N) for N in [n_lo, n_hi] at ``batch``."""
+    pts = [
+        (r["num_agents"], r["step_time_s"])
+        for r in rows
+        if r["batch"] == batch and n_lo <= r["num_agents"] <= n_hi
+    ]
+    if len(pts) < 2:
+        return None
+    x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def plot(rows: list[dict], hw: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for b in sorted({r["batch"] for r in rows}):
+        pts = sorted((r["num_agents"], r["step_time_s"]) for r in rows if r["batch"] == b)
+        ax.loglog(*zip(*pts, strict=True), "o-", label=f"B = {b}")
+    ns = np.array(sorted({r["num_agents"] for r in rows}), float)
+    ref = [r for r in rows if r["batch"] == min(r2["batch"] for r2 in rows)]
+    if ref:
+        n0, t0 = max((r["num_agents"], r["step_time_s"]) for r in ref)
+        ax.loglog(ns, t0 * (ns / n0), "k:", lw=1, label="∝ N")
+    ax.set_xlabel("agents N")
+    ax.set_ylabel("time per batched step (s)")
+    where = hw["cpu"] if hw["backend"] == "cpu" else hw["device"]
+    ax.set_title(
+        f"lem-v0 step time: {where}, {hw['cpu_count']} cores, {hw['backend']}, jax {hw['jax']}",
+        fontsize=8,
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``jaxlem-bench [env options]`` times env rollouts; ``jaxlem-bench train [options]`` times
+    the compiled trainers (``jaxlem.app.bench_train``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        return train_main(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--env", default="lem-v0")
+    ap.add_argument("--agents", type=int, nargs="+", default=list(DEFAULT_N))
+    ap.add_argument("--batch", type=int, nargs="+", default=list(DEFAULT_B))
+    ap.add_argument(
+        "--max-agent-slots",
+        type=float,
+        default=1.1e7,
+        help="skip N*B above this (memory budget; ~0.4 kB per agent slot)",
+    )
+    ap.add_argument("--work", type=float, default=2e6, help="agent-steps per timed call")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="outputs/bench")
+    args = ap.parse_args(argv)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hw = hardware()
+    print(f"hardware: {hw}", flush=True)
+    rows, skipped = [], []
+    print(
+        f"{'N':>7} {'B':>5} {'steps':>5} {'compile s':>9} {'step ms':>9} "
+        f"{'env-steps/s':>12} {'agent-steps/s':>14} {'xla MB':>8}",
+        flush=True,
+    )
+    for n in args.agents:
+        for b in args.batch:
+            if n * b > args.max_agent_slots:
+                skipped.append({"num_agents": n, "batch": b, "reason": "over memory budget"})
+                print(f"{n:>7} {b:>5}  skipped: N*B = {n * b:.0e} > {args.max_agent_slots:.0e}")
+                continue
+            steps = int(np.clip(args.work / (n * b), 8, 480))
+            r = bench_one(args.env, n, b, steps, args.repeats)
+            rows.append(r)
+            mem = r.get("xla_temp_mb", 0.0) + r.get("xla_args_mb", 0.0)
+            print(
+                f"{n:>7} {b:>5} {steps:>5} {r['compile_s']:>9.2f} {1e3 * r['step_time_s']:>9.3f} "
+                f"{r['env_steps_per_s']:>12.4g} {r['agent_steps_per_s']:>14.4g} {mem:>8.1f}",
+                flush=True,
+            )
+    summary = {
+        "hardware": hw,
+        "rows": rows,
+        "skipped": skipped,
+        "growth_exponent_B1_N1e3_1e5": growth_exponent(rows, 1),
+    }
+    (out / "bench_env.json").write_text(json.dumps(summary, indent=2))
+    if rows:
+        plot(rows, hw, out / "bench_env.png")
+    print(f"step-time growth exponent N=1e3..1e5 at B=1: {summary['growth_exponent_B1_N1e3_1e5']}")
+    print(f"wrote {out / 'bench_env.json'} and {out / 'bench_env.png'}")
+
+
+if __name__ == "__main__":
+    main()
