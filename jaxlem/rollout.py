@@ -6,7 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 from jaxtyping import Array, Float
+
+
+def _is_concrete(tree: Any) -> bool:
+    try:
+        for leaf in jax.tree_util.tree_leaves(tree):
+            np.asarray(leaf)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return False
+    return True
 
 
 def rollout(
@@ -21,7 +31,11 @@ def rollout(
     ``env`` follows the env contract (``jaxlem.envs.base.Environment``) and ``policy`` is a
     ``jaxlem.envs.base.Policy``, ``policy(key, obs [N, obs_dim], env, params) -> action``.
     Returns ``(rewards [T, N], infos)`` with every info entry stacked on a leading time axis.
+    Concrete params are validated first (``env.check_params``); traced ones were validated
+    where they entered.
     """
+    if _is_concrete(params):
+        env.check_params(params)
     steps = env.num_steps if num_steps is None else num_steps
     key, k_reset = jax.random.split(key)
     obs, state = env.reset(k_reset, params)

@@ -19,7 +19,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 import jaxlem
-from jaxlem import viz
+from jaxlem import (
+    configs,  # noqa: F401  (registers the run-folder resolver of config.yaml)
+    viz,
+)
 from jaxlem.app import report
 from jaxlem.app.job import evaluate_run, run_job
 from jaxlem.train import banks
@@ -127,9 +130,15 @@ def train_main() -> None:
     @hydra.main(version_base=None, config_path="pkg://jaxlem.configs", config_name="config")
     def _main(cfg) -> None:
         out = Path(cfg.out_dir or HydraConfig.get().runtime.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        run_job(OmegaConf.to_container(cfg, resolve=True), out)
+        container = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(container, dict)
+        existed = out.exists() and any(out.iterdir())
+        try:
+            run_job({str(k): v for k, v in container.items()}, out)
+        except Exception:
+            if not existed and out.exists() and not any(out.iterdir()):
+                out.rmdir()  # a run that failed before writing anything leaves no folder
+            raise
 
     _main()
 

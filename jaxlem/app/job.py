@@ -11,6 +11,7 @@ env-specific comes from the env's evaluation spec (``env.evaluation()``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import time
 from pathlib import Path
@@ -27,7 +28,74 @@ from jaxlem.app.hardware import hardware
 from jaxlem.train import TrainConfig, banks, checkpoint, loggers, make_train
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import MODES
-from jaxlem.train.driver import run_training, stdout_log
+from jaxlem.train.driver import run_training, schedule, stdout_log
+
+# the keys of a job's config; what changes the compiled program or the meaning of the history
+# may not change on resume
+KEYS = {
+    "env": "the env (id, kwargs, params)",
+    "train": "the trainer config",
+    "scenario": "a lem-v0 preset",
+    "seed": "first seed",
+    "num_seeds": "seeds trained together",
+    "num_chunks": "chunks of the scan",
+    "resume": "continue from the latest checkpoint",
+    "out_dir": "the run folder",
+    "eval_scenarios": "held-out scenarios of the comparison",
+    "loggers": "metric writers",
+}
+FIXED_ON_RESUME = ("env", "train", "scenario", "seed", "num_seeds", "num_chunks")
+ENV_KEYS = ("id", "kwargs", "params")
+
+
+def _unknown(where: str, key: str, allowed) -> ValueError:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"{where}{key}: unknown key{hint}; allowed: one of {sorted(allowed)}")
+
+
+def check_config(cfg: dict) -> None:
+    """Reject unknown keys (``+foo=1``) and values no run can use, before anything compiles."""
+    for k in cfg:
+        if k not in KEYS and k != "hydra":
+            raise _unknown("", k, KEYS)
+    for k in cfg.get("env") or {}:
+        if k not in ENV_KEYS:
+            raise _unknown("env.", k, ENV_KEYS)
+    for name, lo in (("num_seeds", 1), ("num_chunks", 1), ("eval_scenarios", 2)):
+        v = cfg.get(name, lo)
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(
+                f"{name}: got {v!r}; allowed: an integer >= {lo}"
+                + (" (a paired s.e. needs 2 scenarios)" if name == "eval_scenarios" else "")
+            )
+    if not isinstance(cfg.get("seed", 0), int) or isinstance(cfg.get("seed", 0), bool):
+        raise ValueError(f"seed: got {cfg.get('seed')!r}; allowed: an integer")
+
+
+def _flat(d: object, prefix: str = "") -> dict:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def check_resume(stored: dict, cfg: dict) -> list[str]:
+    """On resume: refuse any change of what the history depends on, naming every differing
+    key; return the changes that are allowed (e.g. ``eval_scenarios``) for the log."""
+    old, new = _flat(stored), _flat(cfg)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    fixed = [k for k in changed if k.split(".")[0] in FIXED_ON_RESUME]
+    if fixed:
+        diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
+        raise ValueError(
+            f"resume: the config differs from the run's config.yaml in {diffs}; allowed: the "
+            "same env, trainer, seeds and chunks as the run being resumed (start a new run in "
+            "another out_dir to change them)"
+        )
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed if k != "resume"]
 
 
 def make_env(cfg: dict):
@@ -40,7 +108,13 @@ def make_env(cfg: dict):
         if env_cfg["id"] != "lem-v0":
             raise ValueError(f"scenario: got {name!r} for {env_cfg['id']}; allowed: lem-v0 only")
         kwargs["scenario"] = name
-    return jaxlem.make(env_cfg["id"], **kwargs)
+    try:
+        return jaxlem.make(env_cfg["id"], **kwargs)
+    except TypeError as err:
+        bad = str(err).split("keyword argument")[-1].strip(" '\"")
+        raise ValueError(
+            f"env.kwargs.{bad}: not a static setting of {env_cfg['id']} ({err})"
+        ) from None
 
 
 def env_settings(env, env_id: str) -> dict:
@@ -70,26 +144,48 @@ def make_bank(env, overrides: dict, num: int, key: jax.Array):
         if k not in fields:
             raise ValueError(f"env.params.{k}: unknown field; allowed: {sorted(fields)}")
         cur = getattr(bank, k)
-        values[k] = jnp.broadcast_to(jnp.asarray(v, cur.dtype), cur.shape)
+        try:
+            values[k] = jnp.broadcast_to(jnp.asarray(v, cur.dtype), cur.shape)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"env.params.{k}: got {v!r}; allowed: a number or an array broadcastable to "
+                f"{tuple(cur.shape[1:])} ({cur.dtype})"
+            ) from None
     bank = bank.replace(**values)
     env.check_params(jax.tree_util.tree_map(lambda x: x[0], bank))
     return bank
 
 
 def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Validate ``cfg`` (and, on resume, compare it with the run's ``config.yaml``), then train,
+    compare and write the run folder ``out``."""
+    check_config(cfg)
     env = make_env(cfg)
     config = TrainConfig.from_dict(dict(cfg["train"]))
     config.check_env(env)
+    out = Path(out)
+    stored_file = out / "config.yaml"
+    stored = {k: v for k, v in cfg.items() if k != "hydra"}
+    if cfg.get("resume"):
+        if not stored_file.exists():
+            raise ValueError(f"resume: {out} has no config.yaml; allowed: a jaxlem-train folder")
+        previous = yaml.safe_load(stored_file.read_text()) or {}
+        previous = {k: v for k, v in previous.items() if k != "hydra"}
+        for change in check_resume(previous, stored):
+            log(f"resume: {change}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        stored_file.write_text(yaml.safe_dump(stored, sort_keys=False))
     seed, num_seeds = int(cfg.get("seed", 0)), int(cfg.get("num_seeds", 1))
     overrides = dict(cfg["env"].get("params") or {})
     bank = make_bank(env, overrides, config.num_envs, banks.train_key(seed))
     eval_bank = make_bank(env, overrides, config.eval_envs, banks.eval_key(seed))
     seeds = tuple(range(seed, seed + num_seeds))
+    num_chunks = int(cfg.get("num_chunks", 1))
+    updates = schedule(config.num_updates, num_chunks) * num_chunks
     log(
         f"{cfg['env']['id']}: {env.num_agents} agents | {config.algo} ({MODES[config.algo]}, "
-        f"sharing={config.sharing}) | {config.num_updates} updates x "
+        f"sharing={config.sharing}) | {updates} updates x "
         f"{config.env_steps_per_update} env-steps | seeds {list(seeds)} | "
         f"backend {jax.default_backend()} x{jax.device_count()}"
     )
@@ -101,7 +197,7 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         writers=writers,
         params=bank,
         eval_params=eval_bank,
-        num_chunks=int(cfg.get("num_chunks", 1)),
+        num_chunks=num_chunks,
         out_dir=out,
         resume=bool(cfg.get("resume", False)),
         log=log,

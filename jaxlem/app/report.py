@@ -26,9 +26,13 @@ def format_table(table: dict[str, dict], keys: Sequence[str], width: int = 24) -
 
 def format_paired(paired: dict[str, dict]) -> str:
     """Trained - baseline differences of the mean agent return with their paired s.e."""
+
+    def z(row: dict) -> str:
+        return "too few samples for a z" if row["z"] is None else f"{row['z']:+.1f} s.e."
+
     return "\n".join(
         f"trained - {name:<18} mean agent return {row['diff']:+.4f} ± {row['diff_se']:.4f} "
-        f"(paired s.e.; {row['z']:+.1f} s.e.)"
+        f"(paired s.e.; {z(row)})"
         for name, row in paired.items()
     )
 

@@ -162,8 +162,15 @@ class Environment(Generic[TState, TParams]):
     def step(
         self, key: PRNGKey, state: TState, action: Action, params: TParams | None = None
     ) -> StepResult[TState]:
-        """One step with auto-reset: returns (obs, state, reward, done, info)."""
+        """One step with auto-reset: returns (obs, state, reward, done, info). The action must
+        have exactly the action space's shape (checked when traced; no broadcasting)."""
         params = self.default_params if params is None else params
+        expected = tuple(self.action_space(params).shape)
+        if tuple(jnp.shape(action)) != expected:
+            raise ValueError(
+                f"action: shape {tuple(jnp.shape(action))}; allowed: {expected} "
+                "([num_agents, act_dim], one row per agent; no broadcasting)"
+            )
         key_step, key_reset = jax.random.split(key)
         obs_st, state_st, reward, done, info = self.step_env(key_step, state, action, params)
         obs_re, state_re = self.reset_env(key_reset, params)

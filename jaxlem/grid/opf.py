@@ -37,6 +37,36 @@ class DispatchSolution:
     demand_mw: jax.Array | None = None  # SCED: [D] served price-responsive demand
 
 
+def _concrete(x: object) -> np.ndarray | None:
+    """``x`` as a NumPy array when it is concrete (None under tracing)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _check_inputs(**named: object) -> None:
+    """Outside jit: reject NaN/inf inputs and negative VOLL or line limits by name (under
+    tracing the solvers zero non-finite inputs and report ``converged=False`` instead)."""
+    for name, x in named.items():
+        if x is None:
+            continue
+        v = _concrete(x)
+        if v is None:
+            continue
+        if name in ("voll", "spill_cost", "line_limit_mw"):
+            if np.any(np.isnan(v)) or np.any(v < 0):
+                raise ValueError(f"{name}: got {v}; allowed range [0, inf]")
+        elif not np.all(np.isfinite(v)):
+            raise ValueError(f"{name}: got non-finite values {v}; allowed: finite numbers")
+
+
+def _finite(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(x with non-finite entries set to 0, whether any entry was non-finite)."""
+    ok = jnp.isfinite(x)
+    return jnp.where(ok, x, 0.0), ~jnp.all(ok)
+
+
 def _dispatch(
     net: Network,
     fixed_inj_mw,  # [B] fixed injection (generation commitments minus load)
@@ -134,7 +164,9 @@ def solve_dcopf(
     [B] (default: the network's loads) under the branch limits (or ``line_limit_mw`` [L]).
     ``backend``, ``iters`` (None: the backend's default) and ``tol`` go to ``grid.solve_qp``."""
     net = network
+    _check_inputs(load_mw=load_mw, line_limit_mw=line_limit_mw, voll=voll, spill_cost=spill_cost)
     load = net.bus_load_mw if load_mw is None else jnp.asarray(load_mw, net.ptdf.dtype)
+    load, bad = _finite(load)
     sol, p, shed, spill, flow, lmp = _dispatch(
         net,
         -load,
@@ -165,7 +197,7 @@ def solve_dcopf(
         shed=shed,
         curtail=spill,
         objective=objective,
-        converged=sol.converged,
+        converged=sol.converged & ~bad,
         residual=sol.residual,
     )
 
@@ -200,7 +232,18 @@ def solve_sced(
     net = network
     dtype = net.ptdf.dtype
     ng, nk = offer_price.shape
-    load = jnp.asarray(load_mw, dtype)
+    _check_inputs(
+        load_mw=load_mw,
+        offer_price=offer_price,
+        offer_mw=offer_mw,
+        line_limit_mw=line_limit_mw,
+        voll=voll,
+        spill_cost=spill_cost,
+    )
+    load, bad_load = _finite(jnp.asarray(load_mw, dtype))
+    offer_price, bad_price = _finite(jnp.asarray(offer_price, dtype))
+    offer_mw, bad_mw = _finite(jnp.asarray(offer_mw, dtype))
+    bad = bad_load | bad_price | bad_mw
     pmin = jnp.zeros((ng,), dtype) if pmin_mw is None else jnp.asarray(pmin_mw, dtype)
     fixed = net.gen_incidence @ pmin - load
     bus = jnp.repeat(net.gen_bus, nk)
@@ -243,7 +286,7 @@ def solve_sced(
         shed=shed,
         curtail=spill,
         objective=objective,
-        converged=sol.converged,
+        converged=sol.converged & ~bad,
         residual=sol.residual,
         block_mw=blocks,
         demand_mw=served if nd else None,

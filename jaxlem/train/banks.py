@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EVAL_OFFSET = 5_000
 HELD_OUT_OFFSET = 10_000
@@ -53,3 +54,23 @@ def scenario_bank(env: Any, params: Any, num: int, key: jax.Array) -> Any:
             f"params: bank of {jnp.shape(lead)[0]} scenarios; allowed: {num} (num_envs/eval_envs)"
         )
     return params
+
+
+def check_bank(env: Any, bank: Any, name: str = "params") -> None:
+    """Validate a scenario bank (or one params pytree) with the env's own checks, so params
+    changed with ``.replace`` cannot slip past validation (a no-op on traced values)."""
+    expected = type(env.default_params)
+    if type(bank) is not expected:
+        raise ValueError(
+            f"{name}: got {type(bank).__name__}; allowed: {expected.__name__} (params of "
+            f"{type(env).__name__}, e.g. env.default_params or env.sample_params(key, num))"
+        )
+    try:
+        for leaf in jax.tree_util.tree_leaves(bank):
+            np.asarray(leaf)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    try:
+        env.check_params(bank)
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None

@@ -1,16 +1,22 @@
 """Orbax checkpoints of the trainer state, one folder per finished chunk, plus a JSON manifest.
 
 ``save(folder, chunk, runners, meta)`` writes ``folder/chunk_<j>/`` (the whole runner pytree:
-parameters, optimiser state, env states, normalisers, PRNG keys, self-play pool) and updates
-``folder/latest.json``; ``restore(folder, like)`` loads the latest one into the structure of
-``like``. Resuming from chunk j replays exactly what an uninterrupted run would have done.
+parameters, optimiser state, env states, normalisers, PRNG keys, self-play pool) with its manifest
+``chunk_<j>.json``, then points ``folder/latest.json`` at it; manifests are written atomically
+(a temporary file renamed over the old one) and only after Orbax finished the checkpoint, so a
+crash mid-save leaves the previous checkpoint the latest. ``restore(folder, like)`` loads the
+newest checkpoint that reads back into the structure of ``like``: a corrupt one is reported by
+name and the next older one is tried. Resuming from chunk j replays exactly what an uninterrupted
+run would have done.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,12 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def save(folder: str | Path, chunk: int, runners: Any, meta: dict, keep: int = 2) -> Path:
     """Write the runner state after ``chunk`` finished chunks; keep the last ``keep``."""
     folder = Path(folder).resolve()
@@ -36,28 +48,64 @@ def save(folder: str | Path, chunk: int, runners: Any, meta: dict, keep: int = 2
     ckptr = _checkpointer()
     ckptr.save(path, jax.tree_util.tree_map(np.asarray, runners))
     ckptr.wait_until_finished()
-    (folder / "latest.json").write_text(json.dumps({"chunk": chunk, "path": path.name, **meta}))
+    manifest = json.dumps({"chunk": chunk, "path": path.name, **meta})
+    _write_atomic(folder / f"chunk_{chunk}.json", manifest)
+    _write_atomic(folder / "latest.json", manifest)
     for old in folder.glob("chunk_*"):
-        j = int(old.name.split("_")[1])
+        j = int(old.name.split("_")[1].split(".")[0])
         if j <= chunk - keep:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     return path
 
 
+def _read(path: Path) -> dict | None:
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) and "chunk" in out and "path" in out else None
+
+
+def manifests(folder: str | Path) -> list[dict]:
+    """Readable checkpoint manifests in ``folder``, newest first."""
+    folder = Path(folder)
+    found = {}
+    for f in [folder / "latest.json", *folder.glob("chunk_*.json")]:
+        m = _read(f)
+        if m is not None and (folder / m["path"]).is_dir():
+            found[int(m["chunk"])] = m
+    return [found[k] for k in sorted(found, reverse=True)]
+
+
 def latest(folder: str | Path) -> dict | None:
-    """The manifest of the latest checkpoint in ``folder`` (None if there is none)."""
-    f = Path(folder) / "latest.json"
-    return json.loads(f.read_text()) if f.exists() else None
+    """The manifest of the newest checkpoint in ``folder`` (None if there is none)."""
+    found = manifests(folder)
+    return found[0] if found else None
 
 
-def restore(folder: str | Path, like: Any) -> tuple[Any, dict]:
-    """Load the latest checkpoint into the structure (and dtypes) of ``like``."""
-    manifest = latest(folder)
-    if manifest is None:
+def restore(folder: str | Path, like: Any, log: Callable[[str], None] = print) -> tuple[Any, dict]:
+    """Load the newest readable checkpoint into the structure (and dtypes) of ``like``; a
+    checkpoint that fails to load is reported by name and the next older one is tried."""
+    found = manifests(folder)
+    if not found:
         raise ValueError(f"checkpoint: no checkpoint in {folder}; allowed: a run folder with one")
-    path = (Path(folder) / manifest["path"]).resolve()
     target = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), like
     )
-    state = _checkpointer().restore(path, target)
-    return jax.tree_util.tree_map(jax.numpy.asarray, state), manifest
+    errors = []
+    for manifest in found:
+        path = (Path(folder) / manifest["path"]).resolve()
+        try:
+            state = _checkpointer().restore(path, target)
+        except Exception as err:  # orbax raises many kinds on a damaged folder
+            errors.append(f"{path.name}: {type(err).__name__}")
+            log(f"checkpoint {path} is unreadable ({type(err).__name__}); trying an older one")
+            continue
+        return jax.tree_util.tree_map(jax.numpy.asarray, state), manifest
+    raise ValueError(
+        f"checkpoint: every checkpoint in {folder} is unreadable ({'; '.join(errors)}); "
+        "allowed: a run folder with an intact checkpoint (start afresh without resume=true)"
+    )

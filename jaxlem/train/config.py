@@ -8,6 +8,8 @@ weights) travel as traced arrays (``Hyper``), so a sweep over them reuses one co
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -132,10 +134,10 @@ class TrainConfig:
         checks.check_range("tau", self.tau, 0.0, 1.0, lo_open=True)
         checks.check_range("init_alpha", self.init_alpha, 0.0, 100.0, lo_open=True)
         batch = self.num_envs * self.rollout_len
-        if self.algo != "sac" and self.num_minibatches > batch:
+        if self.algo != "sac" and (self.num_minibatches > batch or batch % self.num_minibatches):
             raise ValueError(
-                f"num_minibatches: got {self.num_minibatches}, larger than the batch "
-                f"num_envs * rollout_len = {batch}; allowed range [1, {batch}]"
+                f"num_minibatches: got {self.num_minibatches} for a batch of num_envs * "
+                f"rollout_len = {batch}; allowed: a divisor of {batch} (no sample left out)"
             )
         if self.algo == "sac" and self.batch_size > self.buffer_size:
             raise ValueError(
@@ -178,15 +180,44 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a plain mapping (Hydra), naming unknown fields."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"algo: unknown field(s) {unknown}; allowed: {sorted(names)}")
-        values = dict(values)
-        if "hidden" in values:
-            values["hidden"] = tuple(int(h) for h in values["hidden"])
-        return cls(**values)
+        """Build from a plain mapping (Hydra): unknown fields are named with the closest known
+        one, and each value is converted to its field's type or named (``train.lr``)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for k in values:
+            if k not in fields:
+                close = difflib.get_close_matches(k, list(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"train.{k}: unknown field{hint}; allowed: one of {sorted(fields)}"
+                )
+        out: dict[str, Any] = {}
+        for k, v in values.items():
+            kind = str(fields[k].type)
+            try:
+                if k == "hidden":
+                    if isinstance(v, str | bytes) or not isinstance(v, Sequence):
+                        raise TypeError(v)
+                    out[k] = tuple(_as_int(h) for h in v)
+                elif kind == "bool":
+                    if not isinstance(v, bool):
+                        raise TypeError(v)
+                    out[k] = v
+                elif kind == "int":
+                    out[k] = _as_int(v)
+                elif kind == "float":
+                    if isinstance(v, bool) or not isinstance(v, int | float | str):
+                        raise TypeError(v)
+                    out[k] = float(v)
+                else:
+                    if not isinstance(v, str):
+                        raise TypeError(v)
+                    out[k] = v
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"train.{k}: got {v!r}; allowed: a value of type {kind}"
+                    + (" (a list of ints)" if k == "hidden" else "")
+                ) from None
+        return cls(**out)
 
     def residual_policy(self, env: Any) -> str:
         """The baseline a residual actor adjusts for ``env`` ("" = none), validated."""
@@ -212,3 +243,13 @@ class TrainConfig:
                 "allowed: continuous actions only (e.g. lem-v0 partner_stage=False; use a PPO "
                 "algorithm for categorical heads)"
             )
+
+
+def _as_int(v: Any) -> int:
+    """An int from an int, an integral float or a numeric string (never a bool)."""
+    if isinstance(v, bool):
+        raise TypeError(v)
+    f = float(v)
+    if not f.is_integer():
+        raise ValueError(v)
+    return int(f)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -107,17 +108,21 @@ def run_training(
 ) -> dict:
     """Train ``len(seeds)`` seeds together; returns runners, metric rows and timings.
 
-    With ``out_dir``, checkpoints go to ``out_dir/checkpoints`` after every chunk and
-    ``metrics.csv`` is written at the end; ``resume`` continues from the latest checkpoint there.
-    ``stop_after_chunk`` ends early (as if interrupted) after that many chunks. With several
-    devices and ``shard``, the scenario batch is split over them.
+    The run is ``num_chunks`` chunks of ``ceil(num_updates / num_chunks)`` updates (one compiled
+    program), so it ends after ``updates`` = chunks x chunk length updates. With ``out_dir``,
+    a checkpoint goes to ``out_dir/checkpoints`` after every chunk and the chunk's metric rows are
+    appended to ``out_dir/metrics.csv`` first; ``resume`` continues from the newest good
+    checkpoint there, keeps the history up to it (rows of a chunk whose checkpoint never landed
+    are dropped) and refuses another chunk schedule. ``rows`` in the result is the whole
+    history. ``stop_after_chunk`` ends early (as if interrupted) after that many chunks. With
+    several devices and ``shard``, the scenario batch is split over them.
     """
     if num_chunks < 1:
         raise ValueError(f"num_chunks: got {num_chunks}; allowed: an integer >= 1")
     train = make_train(config, env, params, eval_params)
     core = train.core
-    per_chunk = math.ceil(config.num_updates / num_chunks)
-    total = per_chunk * num_chunks  # rounded up to whole chunks
+    per_chunk = schedule(config.num_updates, num_chunks)
+    total = per_chunk * num_chunks
     keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
     place = shard_batch if shard else (lambda tree, num, axis: tree)
     bank = place(train.bank, config.num_envs, 0)
@@ -125,12 +130,28 @@ def run_training(
     runners = core.init(keys, bank, train.hyper)
     start = 0
     ckpt_dir = Path(out_dir) / "checkpoints" if out_dir is not None else None
+    csv_path = Path(out_dir) / "metrics.csv" if out_dir is not None else None
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    history: list[dict] = []
     if resume:
         if ckpt_dir is None or checkpoint.latest(ckpt_dir) is None:
             raise ValueError(f"resume: no checkpoint under {ckpt_dir}; allowed: a run folder")
-        runners, manifest = checkpoint.restore(ckpt_dir, runners)
+        runners, manifest = checkpoint.restore(ckpt_dir, runners, log)
+        stored = (int(manifest.get("num_chunks", num_chunks)), int(manifest.get("updates", 0)))
+        if stored != (num_chunks, per_chunk):
+            raise ValueError(
+                f"num_chunks: got {num_chunks} ({per_chunk} updates per chunk) on resume; "
+                f"allowed: {stored[0]} ({stored[1]} updates per chunk), the schedule the run "
+                "was started with"
+            )
         start = int(manifest["chunk"])
         log(f"resumed from {ckpt_dir / manifest['path']} (chunk {start}/{num_chunks})")
+        if csv_path is not None and csv_path.exists():
+            history = [r for r in read_csv(csv_path) if r["update"] <= start * per_chunk]
+            write_csv(csv_path, history)
+    elif csv_path is not None and csv_path.exists():
+        csv_path.unlink()  # a fresh run in an old folder starts a fresh history
     runners = place(runners, config.num_envs, 1)
 
     prog = Progress(total, config.env_steps_per_update * len(seeds), progress_every, log)
@@ -145,12 +166,13 @@ def run_training(
                 if compile_s is None:
                     compile_s = time.perf_counter() - tc
                 chunks_metrics.append(metrics)
-                if writers:
-                    chunk_rows = _rows(
-                        [metrics], j * per_chunk, config.env_steps_per_update, seeds, prog
-                    )
-                    for w in writers:
-                        w.write(chunk_rows)
+                chunk_rows = _rows(
+                    [metrics], j * per_chunk, config.env_steps_per_update, seeds, prog
+                )
+                if csv_path is not None:
+                    append_csv(csv_path, chunk_rows)
+                for w in writers:
+                    w.write(chunk_rows)
                 if ckpt_dir is not None:
                     checkpoint.save(
                         ckpt_dir, j + 1, runners, {"num_chunks": num_chunks, "updates": per_chunk}
@@ -161,10 +183,9 @@ def run_training(
         for w in writers:
             w.close()
     wall = time.perf_counter() - t0
-    rows = _rows(chunks_metrics, start * per_chunk, config.env_steps_per_update, seeds, prog)
-    if out_dir is not None and rows:
-        write_csv(Path(out_dir) / "metrics.csv", rows)
-    steady = [r["env_steps_per_s"] for r in rows if r["env_steps_per_s"] > 0]
+    new = _rows(chunks_metrics, start * per_chunk, config.env_steps_per_update, seeds, prog)
+    rows = history + new
+    steady = [r["env_steps_per_s"] for r in new if r["env_steps_per_s"] > 0]
     return {
         "runners": runners,
         "rows": rows,
@@ -197,14 +218,62 @@ def _rows(chunks, first_update, steps_per_update, seeds, prog) -> list[dict]:
     return rows
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
+def schedule(num_updates: int, num_chunks: int) -> int:
+    """Updates per chunk: every chunk runs the same compiled scan, so the run ends after
+    ``num_chunks * ceil(num_updates / num_chunks)`` updates (at most ``num_chunks - 1`` more
+    than ``num_updates``)."""
+    return math.ceil(num_updates / num_chunks)
+
+
+def _columns(rows: list[dict]) -> list[str]:
     keys = list(rows[0])
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
+    return keys
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` (atomically: a crash leaves the old file or the new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=_columns(rows) if rows else ["update"])
         w.writeheader()
         w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def append_csv(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` to the history in ``path`` (same columns; header on a new file)."""
+    if not rows:
+        return
+    if not path.exists():
+        write_csv(path, rows)
+        return
+    with open(path, newline="") as fh:
+        header = next(csv.reader(fh), [])
+    if set(_columns(rows)) - set(header):
+        write_csv(path, read_csv(path) + rows)  # new columns: rewrite with the union
+        return
+    with open(path, "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=header).writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a metrics history with numbers parsed (``update`` and ``seed`` as ints)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        row: dict[str, Any] = {}
+        for k, v in r.items():
+            if k in ("update", "seed", "env_steps"):
+                row[k] = int(float(v))
+            else:
+                row[k] = float(v) if v not in ("", None) else float("nan")
+        out.append(row)
+    return out
 
 
 def stdout_log(line: str) -> None:

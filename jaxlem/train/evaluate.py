@@ -98,6 +98,7 @@ def episode_kpis(env: Any, policies: dict, bank: Any, seed: int) -> dict[str, di
 
     ``policies[name]`` is either a scripted policy or a pair ``(stateful_policy, state)``.
     """
+    banks.check_bank(env, bank, "bank")
     keys = episode_keys(bank, seed)
     out = {}
     for name, pol in policies.items():
@@ -204,10 +205,15 @@ def compare(
     if best is not None:
         table[env.evaluation().optimum_name] = best
     mine = pooled["mean_agent_return"]
-    paired = {}
-    for name, v in samples.items():
-        ret = v["mean_agent_return"]
-        row = summarize({"diff": mine - np.tile(ret, mine.size // ret.size)})
-        row["z"] = row["diff"] / max(row["diff_se"], 1e-12)
-        paired[name] = row
-    return {"table": table, "paired": paired}
+    rows = {name: paired(mine, v["mean_agent_return"]) for name, v in samples.items()}
+    return {"table": table, "paired": rows}
+
+
+def paired(mine: np.ndarray, ret: np.ndarray) -> dict:
+    """``mine - ret`` per (seed, scenario) (``ret`` per scenario, tiled over seeds): mean, s.e.
+    and z, which is None with fewer than 2 samples per side or no spread (no significance)."""
+    mine, ret = np.asarray(mine, np.float64), np.asarray(ret, np.float64)
+    row: dict[str, Any] = summarize({"diff": mine - np.tile(ret, mine.size // ret.size)})
+    enough = min(mine.size, ret.size) >= 2 and row["diff_se"] > 0
+    row["z"] = row["diff"] / row["diff_se"] if enough else None
+    return row

@@ -104,6 +104,8 @@ def wrap(core: Any, config: TrainConfig, env: Any, params=None, eval_params=None
     training bank and the evaluation bank of seed 0 (``jaxlem.train.banks``)."""
     bank = banks.scenario_bank(env, params, config.num_envs, banks.train_key(0))
     eval_bank = banks.scenario_bank(env, eval_params, config.eval_envs, banks.eval_key(0))
+    banks.check_bank(env, bank, "params")
+    banks.check_bank(env, eval_bank, "eval_params")
     hyper = config.hyper()
 
     def init(key):

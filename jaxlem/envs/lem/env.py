@@ -206,9 +206,10 @@ class LEMEnv(Environment[LEMState, LEMParams]):
 
     def action_space(self, params: LEMParams | None = None) -> Box:
         """Continuous [-1, 1]^3 per agent; with the partner stage a 4th column holds the partner
-        index in [-1, N-1] (rounded to an integer)."""
+        index in [-1, N-1] (rounded to an integer): bounds per column."""
         if self.partner_stage:
-            return Box(-1.0, float(self.num_agents - 1), (self.num_agents, 4))
+            high = np.asarray([1.0, 1.0, 1.0, float(self.num_agents - 1)], np.float32)
+            return Box(-1.0, high, (self.num_agents, 4))
         return Box(-1.0, 1.0, (self.num_agents, 3))
 
     def observation_space(self, params: LEMParams | None = None) -> Box:
