@@ -100,9 +100,9 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_pat
         assert json.dumps(_history(out)) == json.dumps(_history(full)), trial
 
 
-def _lem_fuzz(env, num_envs: int, steps: int, key):
-    """Counts of invariant violations and non-finite values over ``steps`` x ``num_envs``."""
-    bank = env.sample_params(key, num_envs)
+def _lem_fuzz(env, bank, steps: int, key):
+    """Counts of invariant violations and non-finite values over ``steps`` x the bank."""
+    num_envs = jax.tree_util.tree_leaves(bank)[0].shape[0]
     n = env.num_agents
 
     def action(k, t):
@@ -151,12 +151,15 @@ def _lem_fuzz(env, num_envs: int, steps: int, key):
 
     _, state = jax.vmap(env.reset)(jax.random.split(key, num_envs), bank)
     counts = jax.lax.scan(body, (state, 0), jax.random.split(key, steps))[1]
-    return np.asarray(counts).sum(axis=0)
+    return counts.sum(axis=0)
 
 
 def test_fuzz_a_million_lem_steps_keeps_every_invariant():
     env = jaxlem.make("lem-v0", num_agents=8, grid_mode="capacity")
-    counts = jax.jit(lambda k: _lem_fuzz(env, 256, 4_000, k))(jax.random.PRNGKey(0))
+    bank = env.sample_params(jax.random.PRNGKey(1), 256)
+    counts = np.asarray(
+        jax.jit(lambda b, k: _lem_fuzz(env, b, 4_000, k))(bank, jax.random.PRNGKey(0))
+    )
     names = ("energy balance", "P2P money", "SOC bounds", "non-finite")
     assert dict(zip(names, counts.tolist(), strict=True)) == dict.fromkeys(names, 0)
 
@@ -166,7 +169,7 @@ def test_fuzz_a_million_gencos_steps_stays_finite_and_within_capacity():
     b, steps = 512, 2_000
     bank = env.sample_params(jax.random.PRNGKey(1), b)
 
-    def body(state, k):
+    def body(state, k, bank):
         k1, k2, k3 = jax.random.split(k, 3)
         a = jax.random.uniform(k1, (b, 5, env.num_blocks), minval=-3.0, maxval=3.0)
         a = jnp.where(jax.random.uniform(k2, a.shape) < 0.1, jnp.nan, a)
@@ -176,9 +179,11 @@ def test_fuzz_a_million_gencos_steps_stays_finite_and_within_capacity():
         over = jnp.sum(info["p_gen"] > bank.pmax * (1 + 1e-3) + 1e-2)
         return state, jnp.stack([nonfinite, over])
 
-    def run(key):
+    def run(bank, key):
         _, state = jax.vmap(env.reset)(jax.random.split(key, b), bank)
-        return jax.lax.scan(body, state, jax.random.split(key, steps))[1].sum(axis=0)
+        return jax.lax.scan(lambda st, k: body(st, k, bank), state, jax.random.split(key, steps))[
+            1
+        ].sum(axis=0)
 
-    counts = np.asarray(jax.jit(run)(jax.random.PRNGKey(2)))
+    counts = np.asarray(jax.jit(run)(bank, jax.random.PRNGKey(2)))
     assert counts.tolist() == [0, 0]

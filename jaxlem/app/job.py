@@ -204,11 +204,14 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
     )
     core, runners = res["train"].core, res["runners"]
     agent_steps = res["env_steps_per_s"] * env.num_agents
-    log(
-        f"trained in {res['wall_s']:.1f} s (first chunk incl. compile {res['first_chunk_s']:.1f} s)"
-        f" | steady state {res['env_steps_per_s']:,.0f} env-steps/s = {agent_steps:,.0f} "
-        "agent-steps/s"
-    )
+    if res["first_chunk_s"] is None:  # resumed after the last chunk: nothing left to train
+        log("every chunk was already trained; evaluating the final checkpoint")
+    else:
+        log(
+            f"trained in {res['wall_s']:.1f} s (first chunk incl. compile "
+            f"{res['first_chunk_s']:.1f} s) | steady state {res['env_steps_per_s']:,.0f} "
+            f"env-steps/s = {agent_steps:,.0f} agent-steps/s"
+        )
     summary = {
         "env": env_settings(env, cfg["env"]["id"]),
         "num_agents": env.num_agents,
