@@ -178,3 +178,13 @@ def test_rollout_validates_concrete_params():
     p = ENV.default_params.replace(coop_alpha=jnp.asarray(-1.0))
     with pytest.raises(ValueError, match="coop_alpha"):
         rollout(ENV, ENV.evaluation().baselines["dso_only"], jax.random.PRNGKey(0), p)
+
+
+def test_states_of_the_wrong_shape_or_env_are_refused():
+    _, state = ENV.reset(jax.random.PRNGKey(0))
+    action = jnp.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"state\.energy: shape \(1,\)"):
+        ENV.step(jax.random.PRNGKey(1), state.replace(energy=state.energy[:1]), action)
+    _, other = jaxlem.make("gencos-v0").reset(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="state: got a GencosState of another structure"):
+        ENV.step(jax.random.PRNGKey(1), other, action)

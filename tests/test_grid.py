@@ -99,6 +99,32 @@ def test_no_reference_bus(tmp_path):
         read_matpower(path)
 
 
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (("\t1\t2\t0.00281", "\t1\tx\t0.00281"), r"mpc\.branch: line .* is not numeric"),
+        (("\t2\t0\t0\t2\t15\t0;", "\t2\t0\t0\t2\t15;"), r"mpc\.gencost: rows of different"),
+        (("mpc.gen = [", "mpc.gen_ = ["), r"mpc\.gen: not found or empty"),
+    ],
+)
+def test_malformed_matpower_files_name_the_matrix(tmp_path, edit, pattern):
+    path = tmp_path / "bad.m"
+    path.write_text(MATPOWER_CASE5.replace(*edit, 1))
+    with pytest.raises(ValueError, match=pattern):
+        read_matpower(path)
+
+
+def test_matpower_matrices_with_too_few_columns_are_refused(tmp_path):
+    lines = MATPOWER_CASE5.split("\n")
+    start = lines.index("mpc.branch = [")
+    for i in range(start + 1, start + 7):
+        lines[i] = "\t".join(lines[i].split("\t")[:8]) + ";"
+    path = tmp_path / "short.m"
+    path.write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"mpc\.branch: 7 columns; allowed: at least 11"):
+        read_matpower(path)
+
+
 MATPOWER_CASE5 = """function mpc = case5
 mpc.version = '2';
 mpc.baseMVA = 100;

@@ -171,6 +171,7 @@ class Environment(Generic[TState, TParams]):
                 f"action: shape {tuple(jnp.shape(action))}; allowed: {expected} "
                 "([num_agents, act_dim], one row per agent; no broadcasting)"
             )
+        _check_state(state, jax.eval_shape(self.reset_env, key, params)[1])
         key_step, key_reset = jax.random.split(key)
         obs_st, state_st, reward, done, info = self.step_env(key_step, state, action, params)
         obs_re, state_re = self.reset_env(key_reset, params)
@@ -213,3 +214,21 @@ class Environment(Generic[TState, TParams]):
 
     def evaluation(self) -> EvalSpec:
         raise NotImplementedError
+
+
+def _check_state(state: Any, like: Any) -> None:
+    """A state must have the structure, shapes and dtypes ``reset`` gives (checked when
+    traced, so a state of another env or config fails here, naming the field)."""
+    if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(like):  # type: ignore[operator]
+        raise ValueError(
+            f"state: got a {type(state).__name__} of another structure; allowed: the state "
+            "``reset`` returns for this env and config"
+        )
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    for (path, x), ref in zip(flat, jax.tree_util.tree_leaves(like), strict=True):
+        if tuple(jnp.shape(x)) != tuple(ref.shape) or jnp.result_type(x) != ref.dtype:
+            where = jax.tree_util.keystr(path)
+            raise ValueError(
+                f"state{where}: shape {tuple(jnp.shape(x))} {jnp.result_type(x)}; allowed: "
+                f"{tuple(ref.shape)} {ref.dtype} (the state reset returns)"
+            )

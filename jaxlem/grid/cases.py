@@ -62,11 +62,22 @@ def _matrix(text: str, field: str) -> np.ndarray | None:
     if m is None:
         return None
     rows = []
-    for line in m.group(1).splitlines():
+    for i, line in enumerate(m.group(1).splitlines()):
         line = line.split("%", 1)[0].strip().rstrip(";").strip()
         if line:
-            rows.append([float(v) for v in line.replace(",", " ").split()])
+            try:
+                rows.append([float(v) for v in line.replace(",", " ").split()])
+            except ValueError:
+                raise ValueError(
+                    f"mpc.{field}: line {i + 1} of the matrix is not numeric: {line!r}"
+                ) from None
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError(f"mpc.{field}: rows of different lengths; allowed: a full matrix")
     return np.array(rows, np.float64)
+
+
+# columns each matrix must have (MATPOWER version 2: the columns read here)
+_MIN_COLUMNS = {"bus": 3, "gen": 10, "branch": 11, "gencost": 4}
 
 
 def _poly_costs(gencost: np.ndarray, num_gens: int, name: str) -> np.ndarray:
@@ -91,11 +102,19 @@ def read_matpower(path: str | Path, dtype: DTypeLike | None = None) -> Network:
     text = Path(path).read_text()
     name = Path(path).stem
     base = re.search(r"mpc\.baseMVA\s*=\s*([0-9.eE+-]+)", text)
-    bus, gen, branch = (_matrix(text, f) for f in ("bus", "gen", "branch"))
-    cost = _matrix(text, "gencost")
+    try:
+        bus, gen, branch = (_matrix(text, f) for f in ("bus", "gen", "branch"))
+        cost = _matrix(text, "gencost")
+    except ValueError as err:
+        raise ValueError(f"{name}: {err} (in {path})") from None
     for field, mat in (("bus", bus), ("gen", gen), ("branch", branch), ("gencost", cost)):
         if mat is None or mat.size == 0:
             raise ValueError(f"{name}: mpc.{field}: not found or empty in {path}")
+        if mat.shape[1] < _MIN_COLUMNS[field]:
+            raise ValueError(
+                f"{name}: mpc.{field}: {mat.shape[1]} columns; allowed: at least "
+                f"{_MIN_COLUMNS[field]} (MATPOWER case format version 2) in {path}"
+            )
     bus, gen, branch, cost = (cast(np.ndarray, m) for m in (bus, gen, branch, cost))  # found
     ids = {int(b): i for i, b in enumerate(bus[:, 0])}
     refs = np.flatnonzero(bus[:, 1] == 3)
