@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, TypeVar
 
+import jax
 import numpy as np
 import numpy.typing as npt
 
@@ -85,3 +86,14 @@ def check_number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise ValueError(f"{name}: got {value!r}; allowed: a number")
     return float(value)
+
+
+def is_concrete(tree: Any) -> bool:
+    """Whether every leaf of ``tree`` has a value now (False under ``jit`` tracing), so checks
+    that read values can run on it."""
+    try:
+        for leaf in jax.tree_util.tree_leaves(tree):
+            np.asarray(leaf)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return False
+    return True

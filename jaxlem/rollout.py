@@ -6,17 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import numpy as np
 from jaxtyping import Array, Float
 
-
-def _is_concrete(tree: Any) -> bool:
-    try:
-        for leaf in jax.tree_util.tree_leaves(tree):
-            np.asarray(leaf)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return False
-    return True
+from jaxlem.checks import is_concrete
 
 
 def rollout(
@@ -34,7 +26,7 @@ def rollout(
     Concrete params are validated first (``env.check_params``); traced ones were validated
     where they entered.
     """
-    if _is_concrete(params):
+    if is_concrete(params):
         env.check_params(params)
     steps = env.num_steps if num_steps is None else num_steps
     key, k_reset = jax.random.split(key)

@@ -285,8 +285,9 @@ def evaluate_and_report(
 def episode_traces(core, runners, env, n: int, seed: int) -> dict:
     """Traces of the first held-out episode: the trained policy (seed 0) and the baselines."""
     spec = env.evaluation()
-    params = jax.tree_util.tree_map(lambda x: x[0], banks.held_out_bank(env, n, seed))
-    key = ev.episode_keys(banks.held_out_bank(env, n, seed), banks.held_out_episode_seed(seed))[0]
+    bank = banks.held_out_bank(env, n, seed)
+    params = jax.tree_util.tree_map(lambda x: x[0], bank)
+    key = ev.episode_keys(bank, banks.held_out_episode_seed(seed))[0]
     pols = {"trained": (ev.trained_policy(core), ev.seed_slice(runners, 0))}
     pols.update({name: (ev.stateless(p), None) for name, p in spec.baselines.items()})
     out = {}

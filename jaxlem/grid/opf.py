@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxlem.checks import is_concrete
 from jaxlem.grid.network import Network
 from jaxlem.grid.qp import QP, solve_qp
 
@@ -37,23 +38,15 @@ class DispatchSolution:
     demand_mw: jax.Array | None = None  # SCED: [D] served price-responsive demand
 
 
-def _concrete(x: object) -> np.ndarray | None:
-    """``x`` as a NumPy array when it is concrete (None under tracing)."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
 def _check_inputs(**named: object) -> None:
     """Outside jit: reject NaN/inf inputs and negative VOLL or line limits by name (under
     tracing the solvers zero non-finite inputs and report ``converged=False`` instead)."""
     for name, x in named.items():
         if x is None:
             continue
-        v = _concrete(x)
-        if v is None:
+        if not is_concrete(x):
             continue
+        v = np.asarray(x)
         if name in ("voll", "spill_cost", "line_limit_mw"):
             if np.any(np.isnan(v)) or np.any(v < 0):
                 raise ValueError(f"{name}: got {v}; allowed range [0, inf]")

@@ -12,7 +12,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from jaxlem import checks
 
 EVAL_OFFSET = 5_000
 HELD_OUT_OFFSET = 10_000
@@ -65,10 +66,7 @@ def check_bank(env: Any, bank: Any, name: str = "params") -> None:
             f"{name}: got {type(bank).__name__}; allowed: {expected.__name__} (params of "
             f"{type(env).__name__}, e.g. env.default_params or env.sample_params(key, num))"
         )
-    try:
-        for leaf in jax.tree_util.tree_leaves(bank):
-            np.asarray(leaf)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    if not checks.is_concrete(bank):
         return
     try:
         env.check_params(bank)

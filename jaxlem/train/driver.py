@@ -155,7 +155,7 @@ def run_training(
     runners = place(runners, config.num_envs, 1)
 
     prog = Progress(total, config.env_steps_per_update * len(seeds), progress_every, log)
-    chunks_metrics = []
+    new: list[dict] = []
     compile_s = None
     try:
         with core.reporter.attach(prog):
@@ -165,10 +165,8 @@ def run_training(
                 metrics = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(metrics))
                 if compile_s is None:
                     compile_s = time.perf_counter() - tc
-                chunks_metrics.append(metrics)
-                chunk_rows = _rows(
-                    [metrics], j * per_chunk, config.env_steps_per_update, seeds, prog
-                )
+                chunk_rows = _rows(metrics, j * per_chunk, config.env_steps_per_update, seeds, prog)
+                new += chunk_rows
                 if csv_path is not None:
                     append_csv(csv_path, chunk_rows)
                 for w in writers:
@@ -183,7 +181,6 @@ def run_training(
         for w in writers:
             w.close()
     wall = time.perf_counter() - t0
-    new = _rows(chunks_metrics, start * per_chunk, config.env_steps_per_update, seeds, prog)
     rows = history + new
     steady = [r["env_steps_per_s"] for r in new if r["env_steps_per_s"] > 0]
     return {
@@ -197,24 +194,23 @@ def run_training(
     }
 
 
-def _rows(chunks, first_update, steps_per_update, seeds, prog) -> list[dict]:
+def _rows(metrics, first_update, steps_per_update, seeds, prog) -> list[dict]:
+    """One row per (update, seed) of a chunk's stacked metrics, numbered from ``first_update``."""
     rows = []
-    u = first_update
-    for metrics in chunks:
-        n = next(iter(metrics.values())).shape[0]
-        for i in range(n):
-            u += 1
-            rate = prog.rate(u, window=1)
-            for s_idx, seed in enumerate(seeds):
-                row = {
-                    "update": u,
-                    "seed": seed,
-                    "env_steps": u * steps_per_update,
-                    "env_steps_per_s": rate,
-                }
-                for k, v in metrics.items():
-                    row[k] = float(v[i, s_idx])
-                rows.append(row)
+    n = next(iter(metrics.values())).shape[0]
+    for i in range(n):
+        u = first_update + i + 1
+        rate = prog.rate(u, window=1)
+        for s_idx, seed in enumerate(seeds):
+            row = {
+                "update": u,
+                "seed": seed,
+                "env_steps": u * steps_per_update,
+                "env_steps_per_s": rate,
+            }
+            for k, v in metrics.items():
+                row[k] = float(v[i, s_idx])
+            rows.append(row)
     return rows
 
 
