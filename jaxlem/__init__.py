@@ -41,5 +41,6 @@ __version__ = "0.1.0"
 
 register("lem-v0", "jaxlem.envs.lem.env:make_lem")
 register("gencos-v0", "jaxlem.envs.gencos.env:GencosEnv")
+register("multiactor-v0", "jaxlem.envs.multiactor.env:make_multiactor")
 
 __all__ = ["__version__", "make", "register", "registered_envs"]

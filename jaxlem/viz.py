@@ -108,3 +108,30 @@ def gencos_episode(infos: dict[str, dict], path: Path, dt_h: float = 0.5) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def multiactor_episode(infos: dict[str, dict], path: Path, dt_h: float = 1.0) -> None:
+    """Prices at each level, renewable share and producers' capacity over one multiactor-v0
+    episode, per policy."""
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    for name, inf in infos.items():
+        w = np.asarray(inf["wholesale_price"])
+        hours = np.arange(len(w)) * dt_h
+        axes[0].step(hours, w, where="post", lw=1.0, label=f"{name}: wholesale")
+        axes[0].step(hours, np.asarray(inf["retail_price"]), where="post", lw=1.0, ls="--",
+                     label=f"{name}: retail")  # fmt: skip
+        axes[0].step(hours, np.asarray(inf["local_price"]), where="post", lw=0.8, ls=":",
+                     label=f"{name}: local")  # fmt: skip
+        axes[1].plot(hours, np.asarray(inf["renewable_share"]), lw=1.0, label=name)
+        axes[2].step(hours, np.asarray(inf["capacity_kw"]).sum(axis=-1), where="post", label=name)
+    axes[0].set_ylabel("price (currency/MWh)")
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[1].set_ylabel("renewable share of output")
+    axes[2].set_ylabel("producers' capacity (kW)")
+    axes[2].set_xlabel("hour")
+    axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -117,6 +117,9 @@ def test_resume_refuses_what_changes_the_run_and_names_every_key():
         assert key in str(err.value)
     allowed = check_resume(old, _job_cfg(eval_scenarios=16, resume=True))
     assert allowed == ["eval_scenarios: 8 -> 16"]
+    longer = _job_cfg(resume=True)
+    longer["train"] = {**longer["train"], "total_timesteps": 2 * old["train"]["total_timesteps"]}
+    assert check_resume(old, longer)[0].startswith("train.total_timesteps: ")
 
 
 def test_experiment_presets_set_what_they_name_unless_overridden():
@@ -150,7 +153,10 @@ def test_solvers_refuse_bad_inputs_outside_jit_and_stay_finite_inside():
     with pytest.raises(ValueError, match="offer_price: got non-finite"):
         solve_sced(net, net.bus_load_mw, price.at[0, 0].set(jnp.inf), jnp.full((5, 1), 100.0))
     sol = jax.jit(lambda load: solve_dcopf(net, load))(net.bus_load_mw.at[2].set(jnp.inf))
-    assert not bool(sol.converged)
+    assert not bool(sol.converged) and sol.message().startswith("non-finite input")
+    few = solve_dcopf(net, iters=1)  # stopped before the tolerance: says so
+    assert not bool(few.converged) and few.message().startswith("not converged")
+    assert solve_dcopf(net).message() == "optimal"
     for x in (sol.p_gen, sol.lmp, sol.flow, sol.shed, sol.objective):
         assert np.isfinite(np.asarray(x)).all()
 

@@ -30,11 +30,11 @@ run_job(cfg, sys.argv[2], log=lambda s: None)
 """
 
 
-def _cfg(resume: bool) -> dict:
+def _cfg(resume: bool, updates: int = 24) -> dict:
     return {
         "env": {"id": "lem-v0", "kwargs": {"num_agents": 3, "num_steps": 4}, "params": {}},
         "train": {
-            "total_timesteps": 4 * 4 * 24,
+            "total_timesteps": 4 * 4 * updates,
             "num_envs": 4,
             "rollout_len": 4,
             "num_minibatches": 2,
@@ -53,9 +53,9 @@ def _cfg(resume: bool) -> dict:
     }
 
 
-def _start(out: Path, resume: bool) -> subprocess.Popen:
+def _start(out: Path, resume: bool, updates: int = 24) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    args = [sys.executable, "-c", JOB, json.dumps(_cfg(resume)), str(out)]
+    args = [sys.executable, "-c", JOB, json.dumps(_cfg(resume, updates)), str(out)]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -98,6 +98,21 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_pat
         summary = json.loads((out / "summary.json").read_text())
         assert summary["comparison"] == reference["comparison"], trial
         assert json.dumps(_history(out)) == json.dumps(_history(full)), trial
+        kinds = [seg["kind"] for seg in json.loads((out / "segments.json").read_text())]
+        assert kinds[0] == "start" and set(kinds[1:]) == {"resume"}, kinds
+
+    # more total steps extend the finished run as a new segment: same chunk length, history kept
+    proc = _start(full, True, updates=42)  # 14 chunks of 3
+    assert proc.wait(timeout=1800) == 0, proc.stderr.read().decode()[-3000:]
+    segments = json.loads((full / "segments.json").read_text())
+    assert [seg["kind"] for seg in segments] == ["start", "extend"]
+    assert segments[1]["first_update"] == 24 and segments[1]["last_update"] == 42
+    assert "train.total_timesteps: 384 -> 672" in segments[1]["changes"]
+    assert "total_timesteps: 672" in (full / "config.yaml").read_text()
+    history = _history(full)
+    assert [r["update"] for r in history] == list(range(1, 43))
+    assert json.dumps(history[:24]) == json.dumps(_history(tmp_path / "killed0")[:24])
+    assert json.loads((full / "summary.json").read_text())["updates"] == 42
 
 
 def _lem_fuzz(env, bank, steps: int, key):

@@ -172,6 +172,23 @@ def test_resume_after_a_chunk_equals_an_uninterrupted_run(tmp_path):
     assert _leaves_equal(full["runners"].params, again["runners"].params)
     _assert_same_history(tmp_path / "a" / "metrics.csv", tmp_path / "c" / "metrics.csv")
 
+    # more total steps extend the finished run (same chunk length, more chunks); the history
+    # keeps its first segment and continues the numbering; fewer steps are refused
+    longer = TrainConfig(**{**TINY, "total_timesteps": 4 * 4 * 10})
+    with pytest.raises(ValueError, match="train.total_timesteps: gives 3 updates"):
+        short = TrainConfig(**{**TINY, "total_timesteps": 4 * 4 * 3})
+        run_training(short, LEM, seeds=(0, 1), num_chunks=3, out_dir=tmp_path / "a", resume=True)
+    ext = run_training(
+        longer, LEM, seeds=(0, 1), num_chunks=3, out_dir=tmp_path / "a", resume=True, log=log
+    )
+    assert ext["updates"] == 10 and ext["first_update"] == 6
+    hist = read_csv(tmp_path / "a" / "metrics.csv")
+    assert [r["update"] for r in hist[::2]] == list(range(1, 11))
+    for x, y in zip(hist[:12], read_csv(tmp_path / "c" / "metrics.csv"), strict=True):
+        x.pop("env_steps_per_s"), y.pop("env_steps_per_s")
+        assert x == y
+    assert not _leaves_equal(full["runners"].params, ext["runners"].params)
+
 
 def _assert_same_history(a, b):
     ra, rb = read_csv(a), read_csv(b)

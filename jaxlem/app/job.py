@@ -28,7 +28,7 @@ from jaxlem.app.hardware import hardware
 from jaxlem.train import TrainConfig, banks, checkpoint, loggers, make_train
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import MODES
-from jaxlem.train.driver import run_training, schedule, stdout_log
+from jaxlem.train.driver import resumed_schedule, run_training, schedule, stdout_log
 
 # the keys of a job's config; what changes the compiled program or the meaning of the history
 # may not change on resume
@@ -45,6 +45,8 @@ KEYS = {
     "loggers": "metric writers",
 }
 FIXED_ON_RESUME = ("env", "train", "scenario", "seed", "num_seeds", "num_chunks")
+# may change on resume: more total steps extend the run as a new segment (checked by the driver)
+EXTENDS_ON_RESUME = ("train.total_timesteps",)
 ENV_KEYS = ("id", "kwargs", "params")
 
 
@@ -84,18 +86,52 @@ def _flat(d: object, prefix: str = "") -> dict:
 
 def check_resume(stored: dict, cfg: dict) -> list[str]:
     """On resume: refuse any change of what the history depends on, naming every differing
-    key; return the changes that are allowed (e.g. ``eval_scenarios``) for the log."""
+    key; return the changes that are allowed (``eval_scenarios``, loggers, more
+    ``train.total_timesteps``) for the log and the run's segments."""
     old, new = _flat(stored), _flat(cfg)
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    fixed = [k for k in changed if k.split(".")[0] in FIXED_ON_RESUME]
+    fixed = [
+        k for k in changed if k.split(".")[0] in FIXED_ON_RESUME and k not in EXTENDS_ON_RESUME
+    ]
     if fixed:
         diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in fixed)
         raise ValueError(
             f"resume: the config differs from the run's config.yaml in {diffs}; allowed: the "
-            "same env, trainer, seeds and chunks as the run being resumed (start a new run in "
-            "another out_dir to change them)"
+            "same env, trainer, seeds and chunks as the run being resumed, with more "
+            "train.total_timesteps to extend it (start a new run in another out_dir to change "
+            "anything else)"
         )
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed if k != "resume"]
+
+
+def record_segment(out: Path, resume: bool, changes: list[str], updates: int) -> list[dict]:
+    """Append this start or resume to ``segments.json`` (the run's history of starts, resumes
+    and extensions: when, the changed keys, the update count planned) and return the list."""
+    path = out / "segments.json"
+    segments = json.loads(path.read_text()) if resume and path.exists() else []
+    kind = (
+        "start"
+        if not resume
+        else ("extend" if any(c.startswith(EXTENDS_ON_RESUME) for c in changes) else "resume")
+    )
+    segments.append(
+        {
+            "segment": len(segments) + 1,
+            "kind": kind,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "changes": changes,
+            "updates": updates,
+        }
+    )
+    write_segments(out, segments)
+    return segments
+
+
+def write_segments(out: Path, segments: list[dict]) -> None:
+    """Write ``segments.json`` atomically."""
+    tmp = out / "segments.json.tmp"
+    tmp.write_text(json.dumps(segments, indent=2))
+    tmp.replace(out / "segments.json")
 
 
 def make_env(cfg: dict):
@@ -166,23 +202,35 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
     out = Path(out)
     stored_file = out / "config.yaml"
     stored = {k: v for k, v in cfg.items() if k != "hydra"}
+    seed, num_seeds = int(cfg.get("seed", 0)), int(cfg.get("num_seeds", 1))
+    num_chunks = int(cfg.get("num_chunks", 1))
+    per_chunk = schedule(config.num_updates, num_chunks)
+    updates = per_chunk * num_chunks
+    changes: list[str] = []
     if cfg.get("resume"):
         if not stored_file.exists():
             raise ValueError(f"resume: {out} has no config.yaml; allowed: a jaxlem-train folder")
         previous = yaml.safe_load(stored_file.read_text()) or {}
         previous = {k: v for k, v in previous.items() if k != "hydra"}
-        for change in check_resume(previous, stored):
+        changes = check_resume(previous, stored)
+        manifest = checkpoint.latest(out / "checkpoints")
+        if manifest is None:
+            raise ValueError(
+                f"resume: no checkpoint under {out / 'checkpoints'}; allowed: a run folder"
+            )
+        per_chunk, chunks = resumed_schedule(manifest, config.num_updates, num_chunks)
+        updates = per_chunk * chunks
+        for change in changes:
             log(f"resume: {change}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        stored_file.write_text(yaml.safe_dump(stored, sort_keys=False))
-    seed, num_seeds = int(cfg.get("seed", 0)), int(cfg.get("num_seeds", 1))
     overrides = dict(cfg["env"].get("params") or {})
     bank = make_bank(env, overrides, config.num_envs, banks.train_key(seed))
     eval_bank = make_bank(env, overrides, config.eval_envs, banks.eval_key(seed))
+    out.mkdir(parents=True, exist_ok=True)
+    segments = record_segment(out, bool(cfg.get("resume")), changes, updates)
+    if changes or not cfg.get("resume"):
+        # config.yaml describes the checkpoints and the next resume; segments.json the history
+        stored_file.write_text(yaml.safe_dump(stored, sort_keys=False))
     seeds = tuple(range(seed, seed + num_seeds))
-    num_chunks = int(cfg.get("num_chunks", 1))
-    updates = schedule(config.num_updates, num_chunks) * num_chunks
     log(
         f"{cfg['env']['id']}: {env.num_agents} agents | {config.algo} ({MODES[config.algo]}, "
         f"sharing={config.sharing}) | {updates} updates x "
@@ -203,6 +251,8 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         log=log,
     )
     core, runners = res["train"].core, res["runners"]
+    segments[-1].update(first_update=res["first_update"], last_update=res["updates"])
+    write_segments(out, segments)
     agent_steps = res["env_steps_per_s"] * env.num_agents
     if res["first_chunk_s"] is None:  # resumed after the last chunk: nothing left to train
         log("every chunk was already trained; evaluating the final checkpoint")
@@ -219,6 +269,7 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         "mode": MODES[config.algo],
         "seeds": list(seeds),
         "updates": res["updates"],
+        "segments": segments,
         "env_steps": res["updates"] * config.env_steps_per_update * num_seeds,
         "wall_s": res["wall_s"],
         "first_chunk_s": res["first_chunk_s"],

@@ -10,11 +10,12 @@ from jaxlem.grid.cases import (
     read_matpower,
 )
 from jaxlem.grid.network import Network, build_network, compute_ptdf
-from jaxlem.grid.opf import DispatchSolution, solve_dcopf, solve_sced
+from jaxlem.grid.opf import DISPATCH_STATUS, DispatchSolution, solve_dcopf, solve_sced
 from jaxlem.grid.qp import QP, QPSolution, solve_qp
 
 __all__ = [
     "BUNDLED",
+    "DISPATCH_STATUS",
     "QP",
     "TOPOLOGIES",
     "DispatchSolution",

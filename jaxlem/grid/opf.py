@@ -22,6 +22,12 @@ from jaxlem.grid.network import Network
 from jaxlem.grid.qp import QP, solve_qp
 
 DEFAULT_VOLL = 10_000.0  # $/MWh
+# ``DispatchSolution.status`` codes
+DISPATCH_STATUS = (
+    "optimal",  # 0: KKT residual within tolerance
+    "not converged: KKT residual above tolerance after the iteration limit",  # 1
+    "non-finite input: NaN/inf entries of the load or offers were replaced by 0",  # 2
+)
 
 
 @struct.dataclass
@@ -34,8 +40,18 @@ class DispatchSolution:
     objective: jax.Array  # $/h (generation cost + slack penalties - demand value)
     converged: jax.Array
     residual: jax.Array
+    status: jax.Array  # int code, an index into ``DISPATCH_STATUS`` (0 optimal)
     block_mw: jax.Array | None = None  # SCED: [G, K] dispatched MW per offer block
     demand_mw: jax.Array | None = None  # SCED: [D] served price-responsive demand
+
+    def message(self) -> str | list:
+        """Why the solve ended, in words (outside jit; a nested list for batched solutions)."""
+        names = np.asarray(DISPATCH_STATUS, dtype=object)[np.asarray(self.status)]
+        return names.tolist() if isinstance(names, np.ndarray) else str(names)
+
+
+def _status(converged: jax.Array, bad: jax.Array) -> jax.Array:
+    return jnp.where(bad, 2, jnp.where(converged, 0, 1)).astype(jnp.int32)
 
 
 def _check_inputs(**named: object) -> None:
@@ -192,6 +208,7 @@ def solve_dcopf(
         objective=objective,
         converged=sol.converged & ~bad,
         residual=sol.residual,
+        status=_status(sol.converged, bad),
     )
 
 
@@ -281,6 +298,7 @@ def solve_sced(
         objective=objective,
         converged=sol.converged & ~bad,
         residual=sol.residual,
+        status=_status(sol.converged, bad),
         block_mw=blocks,
         demand_mw=served if nd else None,
     )

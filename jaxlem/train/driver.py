@@ -122,7 +122,7 @@ def run_training(
     train = make_train(config, env, params, eval_params)
     core = train.core
     per_chunk = schedule(config.num_updates, num_chunks)
-    total = per_chunk * num_chunks
+    chunks = num_chunks
     keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
     place = shard_batch if shard else (lambda tree, num, axis: tree)
     bank = place(train.bank, config.num_envs, 0)
@@ -138,15 +138,9 @@ def run_training(
         if ckpt_dir is None or checkpoint.latest(ckpt_dir) is None:
             raise ValueError(f"resume: no checkpoint under {ckpt_dir}; allowed: a run folder")
         runners, manifest = checkpoint.restore(ckpt_dir, runners, log)
-        stored = (int(manifest.get("num_chunks", num_chunks)), int(manifest.get("updates", 0)))
-        if stored != (num_chunks, per_chunk):
-            raise ValueError(
-                f"num_chunks: got {num_chunks} ({per_chunk} updates per chunk) on resume; "
-                f"allowed: {stored[0]} ({stored[1]} updates per chunk), the schedule the run "
-                "was started with"
-            )
+        per_chunk, chunks = resumed_schedule(manifest, config.num_updates, num_chunks)
         start = int(manifest["chunk"])
-        log(f"resumed from {ckpt_dir / manifest['path']} (chunk {start}/{num_chunks})")
+        log(f"resumed from {ckpt_dir / manifest['path']} (chunk {start}/{chunks})")
         if csv_path is not None and csv_path.exists():
             history = [r for r in read_csv(csv_path) if r["update"] <= start * per_chunk]
             write_csv(csv_path, history)
@@ -154,12 +148,19 @@ def run_training(
         csv_path.unlink()  # a fresh run in an old folder starts a fresh history
     runners = place(runners, config.num_envs, 1)
 
+    total = per_chunk * chunks
+    meta = {
+        "num_chunks": chunks,
+        "updates": per_chunk,
+        "num_updates": config.num_updates,
+        "schedule_chunks": num_chunks,
+    }
     prog = Progress(total, config.env_steps_per_update * len(seeds), progress_every, log)
     new: list[dict] = []
     compile_s = None
     try:
         with core.reporter.attach(prog):
-            for j in range(start, num_chunks):
+            for j in range(start, chunks):
                 tc = time.perf_counter()
                 runners, metrics = core.run(runners, bank, train.eval_bank, train.hyper, per_chunk)
                 metrics = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(metrics))
@@ -172,9 +173,7 @@ def run_training(
                 for w in writers:
                     w.write(chunk_rows)
                 if ckpt_dir is not None:
-                    checkpoint.save(
-                        ckpt_dir, j + 1, runners, {"num_chunks": num_chunks, "updates": per_chunk}
-                    )
+                    checkpoint.save(ckpt_dir, j + 1, runners, meta)
                 if stop_after_chunk is not None and j + 1 >= stop_after_chunk:
                     break
     finally:
@@ -191,6 +190,7 @@ def run_training(
         "first_chunk_s": compile_s,
         "env_steps_per_s": float(np.median(steady)) if steady else float("nan"),
         "updates": total,
+        "first_update": start * per_chunk,
     }
 
 
@@ -212,6 +212,37 @@ def _rows(metrics, first_update, steps_per_update, seeds, prog) -> list[dict]:
                 row[k] = float(v[i, s_idx])
             rows.append(row)
     return rows
+
+
+def resumed_schedule(manifest: dict, num_updates: int, num_chunks: int) -> tuple[int, int]:
+    """(updates per chunk, chunks) of a resumed run, from its checkpoint's manifest.
+
+    The same ``num_updates`` must come with the same ``num_chunks``. More updates than the run
+    was started with extend it: the chunk length stays, chunks are added until the new count is
+    reached (a new segment; the learning-rate annealing then runs to the new count, as training
+    for longer from this point means). Fewer updates, or another ``num_chunks``, are refused.
+    """
+    per_chunk = int(manifest.get("updates", 0))
+    chunks = int(manifest.get("num_chunks", num_chunks))
+    started = int(manifest.get("schedule_chunks", chunks))
+    target = manifest.get("num_updates")
+    if target is None:  # manifests written before runs could be extended
+        same = schedule(num_updates, started) == per_chunk
+        target = num_updates if same else chunks * per_chunk
+    target = int(target)
+    if num_chunks != started:
+        raise ValueError(
+            f"num_chunks: got {num_chunks} on resume; allowed: {started}, the schedule the run "
+            f"was started with ({per_chunk} updates per chunk)"
+        )
+    if num_updates < target:
+        raise ValueError(
+            f"train.total_timesteps: gives {num_updates} updates on resume; allowed: at least "
+            f"{target}, the run's count (a run may be extended, not shortened)"
+        )
+    if num_updates == target:
+        return per_chunk, chunks
+    return per_chunk, max(chunks, math.ceil(num_updates / per_chunk))
 
 
 def schedule(num_updates: int, num_chunks: int) -> int:
