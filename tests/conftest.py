@@ -12,3 +12,26 @@ if os.environ.get("JAXLEM_TEST_OPT") != "1":
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
+
+
+# The longest tests (each 20-90 s, mostly XLA compilation) start first, so that the two workers
+# end together instead of one of them finishing a long test alone at the end of the run.
+LONG = (
+    "test_hydra_multirun",
+    "test_scenario_batch_sharded",
+    "test_resume_after_a_chunk",
+    "test_every_algorithm_trains_end_to_end",
+    "test_selfplay_on_gencos",
+    "test_conformance",
+    "test_stage_reference",
+    "test_optimum_",
+    "test_invariants_dcopf",
+    "test_energy_money_credit",
+    "test_every_storage_and_market_power_preset",
+    "test_ood_axes",
+    "test_ippo_trains_lem_through_the_adapter",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.name.startswith(LONG))

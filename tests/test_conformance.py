@@ -19,17 +19,16 @@ CONFIGS = {
             global_obs=True,
         ),
     ],
-    # the default market is 56 agents over 168 steps; test_multiactor checks scenario 1
+    # the default market is 56 agents over 168 steps; test_multiactor: both scenarios' invariants
     "multiactor-v0": [
         dict(
             num_producers=3,
             num_utilities=2,
             num_consumers=5,
             num_prosumers=4,
-            num_days=2,
-            dt_h=2.0,
-            scenario=2,
-        ),  # fmt: skip
+            num_days=1,
+            dt_h=4.0,
+        ),
     ],
 }
 

@@ -14,6 +14,7 @@ from jaxlem.app.job import check_config, check_resume, run_job
 from jaxlem.grid import load_case, solve_dcopf, solve_sced
 from jaxlem.train import TrainConfig, make_train
 from jaxlem.train import evaluate as ev
+from jaxlem.train.driver import resumed_schedule
 
 ENV = jaxlem.make("lem-v0", num_agents=3, num_steps=4)
 TINY = dict(num_envs=4, rollout_len=4, num_minibatches=2, hidden=(8,), eval_every=0)
@@ -120,6 +121,21 @@ def test_resume_refuses_what_changes_the_run_and_names_every_key():
     longer = _job_cfg(resume=True)
     longer["train"] = {**longer["train"], "total_timesteps": 2 * old["train"]["total_timesteps"]}
     assert check_resume(old, longer)[0].startswith("train.total_timesteps: ")
+
+
+def test_resumed_schedule_extends_with_more_steps_and_refuses_fewer_or_other_chunks():
+    m = {"chunk": 3, "num_chunks": 3, "updates": 2, "num_updates": 6, "schedule_chunks": 3}
+    assert resumed_schedule(m, 6, 3) == (2, 3)  # the same run
+    assert resumed_schedule(m, 10, 3) == (2, 5)  # extended: same chunk length, more chunks
+    assert resumed_schedule(m, 11, 3) == (2, 6)  # whole chunks
+    with pytest.raises(ValueError, match="train.total_timesteps: gives 5 updates"):
+        resumed_schedule(m, 5, 3)
+    with pytest.raises(ValueError, match="num_chunks: got 2 on resume; allowed: 3"):
+        resumed_schedule(m, 6, 2)
+    extended = {**m, "num_chunks": 5, "num_updates": 10}  # a second resume of the extension
+    assert resumed_schedule(extended, 10, 3) == (2, 5)
+    old = {"chunk": 1, "num_chunks": 3, "updates": 4}  # written before runs could be extended
+    assert resumed_schedule(old, 10, 3) == (4, 3)  # 10 updates in 3 chunks of 4
 
 
 def test_experiment_presets_set_what_they_name_unless_overridden():

@@ -165,7 +165,7 @@ def test_stage_reference_matches_best_responses_computed_one_profile_at_a_time()
     assert ref.exploitability.shape == (3,) * 5 and ref.floor >= 0
     assert ref.floor <= ref.truthful_exploitability
     rng = np.random.default_rng(1)
-    for idx in [tuple(rng.integers(0, 3, 5)) for _ in range(4)] + [
+    for idx in [tuple(rng.integers(0, 3, 5)) for _ in range(2)] + [
         tuple(np.argwhere(ref.exploitability == ref.exploitability.min())[0])
     ]:
         action = env.action_for_markups(ref.levels[list(idx)][:, None])

@@ -16,14 +16,9 @@ from hypothesis import strategies as st
 import jaxlem
 from jaxlem.envs.multiactor import policies, text
 from jaxlem.envs.multiactor.markets import auction
-from jaxlem.testing import check_env
 
 SMALL = dict(num_producers=3, num_utilities=2, num_consumers=5, num_prosumers=4, num_days=2)
 ENVS = {s: jaxlem.make("multiactor-v0", scenario=s, dt_h=2.0, **SMALL) for s in (1, 2)}
-
-
-def test_conformance():  # scenario 2: tests/test_conformance.py
-    check_env(ENVS[1], episode_kpis=True, adapter=False)
 
 
 def _actions(key, t, env, kind):
@@ -79,7 +74,7 @@ EPISODES = {
 }
 
 
-@settings(max_examples=12, deadline=None, derandomize=True)
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**30), kind=st.integers(0, 3), scenario=st.sampled_from([1, 2]))
 def test_energy_money_credit_soc_capacity_hold_under_any_action(seed, kind, scenario):
     env = ENVS[scenario]
@@ -124,14 +119,18 @@ def _pay_as_clear_reference(price, qty, is_buy):
     return matched, (0.0 if top is None else top)
 
 
+_AUCTION = jax.jit(lambda p, q, b: auction(p, q, b, "marginal", jnp.zeros(())))
+
+
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.integers(0, 2**31 - 1), st.integers(2, 12))
 def test_pay_as_clear_matches_a_numpy_reference(seed, n):
     rng = np.random.default_rng(seed)
-    price = rng.permutation(n).astype(np.float32) * 10.0 + 5.0  # distinct prices
-    qty = rng.uniform(0.0, 5.0, n).astype(np.float32)
-    is_buy = rng.uniform(size=n) < 0.5
-    res = auction(jnp.asarray(price), jnp.asarray(qty), jnp.asarray(is_buy), "marginal", 0.0)
+    price = rng.permutation(12).astype(np.float32) * 10.0 + 5.0  # distinct prices
+    qty = rng.uniform(0.0, 5.0, 12).astype(np.float32)
+    qty[n:] = 0.0  # n live orders in a book of 12 (one compile)
+    is_buy = rng.uniform(size=12) < 0.5
+    res = _AUCTION(jnp.asarray(price), jnp.asarray(qty), jnp.asarray(is_buy))
     matched, top = _pay_as_clear_reference(price, qty, is_buy)
     np.testing.assert_allclose(np.asarray(res.qty), matched, atol=1e-4)
     if matched.sum() > 0:
@@ -180,11 +179,17 @@ def test_investment_is_bounded_by_cash_and_credit():
 def test_regulator_off_means_no_fines_or_subsidies():
     env = ENVS[1]
     p = env.default_params.replace(regulator_on=jnp.asarray(0.0))
-    key = jax.random.PRNGKey(3)
-    k = env.evaluation().episode_kpis(env, policies.BASELINES["scripted_regulated"], key, p)
-    k0 = env.evaluation().episode_kpis(env, policies.BASELINES["scripted"], key, p)
-    # carbon payments still reach the regulator; fines and subsidies do not move
-    assert float(k["regulator_budget"]) == pytest.approx(float(k0["regulator_budget"]), rel=1e-5)
+    obs, s = env.reset(jax.random.PRNGKey(0), p)
+    regulated = policies.BASELINES["scripted_regulated"]
+    budget = 0.0
+    for t in range(env.steps_per_day):
+        a = regulated(jax.random.PRNGKey(t), obs, env, p)
+        obs, s, _, _, info = env.step(jax.random.PRNGKey(t), s, a, p)
+        assert float(jnp.abs(s.rates).max()) == 0.0
+        assert float(info["gouge_fine"].sum()) == 0.0 and float(info["quota_fine"].sum()) == 0.0
+        budget += float(info["regulator_net"])
+    # carbon payments still reach the regulator: its budget is exactly what producers paid
+    assert budget > 0 and budget == pytest.approx(float(s.cash[-1]), rel=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -202,3 +202,49 @@ def test_fuzz_a_million_gencos_steps_stays_finite_and_within_capacity():
 
     counts = np.asarray(jax.jit(run)(bank, jax.random.PRNGKey(2)))
     assert counts.tolist() == [0, 0]
+
+
+def test_fuzz_a_million_multiactor_steps_keeps_every_invariant():
+    env = jaxlem.make("multiactor-v0", num_consumers=12, num_prosumers=12, num_days=2)
+    b, steps = 256, 4_000  # 1,024,000 env steps over 83 episodes of 48 steps per scenario
+    bank = env.sample_params(jax.random.PRNGKey(1), b)
+    n, d = env.action_space().shape
+
+    def body(state, k, bank):
+        k1, k2, k3, k4 = jax.random.split(k, 4)
+        rand = jax.random.uniform(k1, (b, n, d), minval=-1.5, maxval=1.5)
+        rand = rand.at[..., -1].set(jax.random.randint(k4, (b, n), -2, env.num_utilities + 1))
+        extreme = jnp.sign(jax.random.normal(k2, rand.shape)) * 1e30
+        mode = jax.random.randint(k3, (b, 1, 1), 0, 3)
+        nan = jnp.where(jax.random.uniform(k2, rand.shape) < 0.3, jnp.nan, rand)
+        a = jnp.select([mode == 0, mode == 1], [rand, extreme], nan)
+        obs, state, reward, _, info = jax.vmap(env.step)(jax.random.split(k3, b), state, a, bank)
+        supply = (
+            info["produced_kwh"] + info["pv_kwh"] + info["discharge_kwh"]
+            + info["imports_kwh"] + info["shed_kwh"]
+        )  # fmt: skip
+        use = info["consumed_kwh"] + info["charge_kwh"] + info["exports_kwh"] + info["curtail_kwh"]
+        money = jnp.sum(info["cash_delta"], -1) + info["external_receipts"]
+        scale = 1.0 + jnp.sum(jnp.abs(info["cash_delta"]), -1) + jnp.abs(info["external_receipts"])
+        leaves = jax.tree_util.tree_leaves((obs, state, reward, info))
+        nonfinite = sum(jnp.sum(~jnp.isfinite(x)) for x in leaves if x.dtype == jnp.float32)
+        soc = (state.soc_kwh < -1e-6) | (state.soc_kwh > bank.battery_kwh * (1 + 1e-5) + 1e-5)
+        return state, jnp.stack(
+            [
+                jnp.sum(jnp.abs(supply - use) > 1e-4 * (1.0 + supply)),
+                jnp.sum(jnp.abs(money) > 1e-4 * scale),
+                jnp.sum(info["min_headroom"] < -1e-3),
+                jnp.sum(soc) + jnp.sum(state.capacity_kw < 0),
+                nonfinite,
+            ]
+        )
+
+    def run(bank, key):
+        _, state = jax.vmap(env.reset)(jax.random.split(key, b), bank)
+        return jax.lax.scan(lambda st, k: body(st, k, bank), state, jax.random.split(key, steps))[
+            1
+        ].sum(axis=0)
+
+    counts = np.asarray(jax.jit(run)(bank, jax.random.PRNGKey(3)))
+    names = ("energy balance", "money", "credit", "SOC or capacity", "non-finite")
+    assert dict(zip(names, counts.tolist(), strict=True)) == dict.fromkeys(names, 0)

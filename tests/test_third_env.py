@@ -3,6 +3,7 @@ contract is all the trainers, the evaluation and the job need."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from flax import struct
 
 import jaxlem
+from jaxlem.app import cli
 from jaxlem.app.job import run_job
 from jaxlem.envs.base import ActionLayout, Column, Environment, EvalSpec
 from jaxlem.envs.registry import unregister
@@ -176,3 +178,9 @@ def test_a_third_env_runs_as_a_job(registered, tmp_path: Path):
     assert "oracle" in summary["comparison"]
     for f in ("metrics.csv", "comparison.csv", "learning_curve.png", "checkpoints/latest.json"):
         assert (tmp_path / f).exists(), f
+    segments = json.loads((tmp_path / "segments.json").read_text())
+    assert [s["kind"] for s in segments] == ["start"] and segments[0]["last_update"] == 4
+    # jaxlem-eval RUN_DIR: the run folder alone rebuilds the env, the trainer and the comparison
+    cli.eval_main([str(tmp_path), "--scenarios", "4"])
+    again = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert set(again["comparison"]) == set(summary["comparison"])

@@ -171,23 +171,7 @@ def test_resume_after_a_chunk_equals_an_uninterrupted_run(tmp_path):
     assert any("resumed from" in ln and "chunk_1" in ln for ln in lines), lines
     assert _leaves_equal(full["runners"].params, again["runners"].params)
     _assert_same_history(tmp_path / "a" / "metrics.csv", tmp_path / "c" / "metrics.csv")
-
-    # more total steps extend the finished run (same chunk length, more chunks); the history
-    # keeps its first segment and continues the numbering; fewer steps are refused
-    longer = TrainConfig(**{**TINY, "total_timesteps": 4 * 4 * 10})
-    with pytest.raises(ValueError, match="train.total_timesteps: gives 3 updates"):
-        short = TrainConfig(**{**TINY, "total_timesteps": 4 * 4 * 3})
-        run_training(short, LEM, seeds=(0, 1), num_chunks=3, out_dir=tmp_path / "a", resume=True)
-    ext = run_training(
-        longer, LEM, seeds=(0, 1), num_chunks=3, out_dir=tmp_path / "a", resume=True, log=log
-    )
-    assert ext["updates"] == 10 and ext["first_update"] == 6
-    hist = read_csv(tmp_path / "a" / "metrics.csv")
-    assert [r["update"] for r in hist[::2]] == list(range(1, 11))
-    for x, y in zip(hist[:12], read_csv(tmp_path / "c" / "metrics.csv"), strict=True):
-        x.pop("env_steps_per_s"), y.pop("env_steps_per_s")
-        assert x == y
-    assert not _leaves_equal(full["runners"].params, ext["runners"].params)
+    # more total steps extend a run: test_faults (the schedule), test_slow_faults (a whole job)
 
 
 def _assert_same_history(a, b):
@@ -230,7 +214,6 @@ def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path):
         sys.argv = ["jaxlem-train", *{overrides!r}]
         cli.train_main()
         print(json.dumps(dict(loop.TRACE_COUNT)))
-        cli.eval_main([{str(sweep / "0")!r}, "--scenarios", "4"])  # jaxlem-eval RUN_DIR
         """
     )
     out = _run_python(code)
@@ -246,9 +229,7 @@ def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path):
         assert summary["algo"] == "ippo" and summary["updates"] == 4
         assert "zero_intelligence" in summary["paired_vs_baselines"]
         alphas.add((run / "config.yaml").read_text().split("coop_alpha: ")[1].split()[0])
-    assert alphas == {"0.0", "1.0"}
-    # jaxlem-eval reloaded run 0's checkpoint and compared it with the baselines
-    assert json.loads((runs[0] / "eval" / "eval.json").read_text())
+    assert alphas == {"0.0", "1.0"}  # jaxlem-eval on a run folder: test_third_env
 
 
 def _run_python(code: str, **env_extra) -> str:

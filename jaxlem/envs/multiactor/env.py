@@ -174,7 +174,7 @@ class MultiActorEnv(Environment[MAState, MAParams]):
         return self._default
 
     def sample_params(self, key: jax.Array, num: int) -> MAParams:
-        return mparams.sample_params(self, key, num)
+        return _sample(self, key, num)
 
     def check_params(self, params: MAParams) -> None:
         mparams.check_params(self, params)
@@ -446,6 +446,10 @@ class MultiActorEnv(Environment[MAState, MAParams]):
 
     def evaluation(self) -> EvalSpec:
         return SPEC
+
+
+# one compiled program per (env, num): a bank of thousands of scenarios in one call
+_sample = jax.jit(mparams.sample_params, static_argnums=(0, 2))
 
 
 def make_multiactor(**kwargs: Any) -> MultiActorEnv:
