@@ -70,21 +70,23 @@ def _episode_invariants(env, params, key, kind):
 
 
 EPISODES = {
-    s: jax.jit(lambda p, k, kind, e=e: _episode_invariants(e, p, k, kind)) for s, e in ENVS.items()
+    s: jax.jit(jax.vmap(lambda p, k, kind, e=e: _episode_invariants(e, p, k, kind), (0, 0, None)))
+    for s, e in ENVS.items()
 }
 
 
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 2**30), kind=st.integers(0, 3), scenario=st.sampled_from([1, 2]))
 def test_energy_money_credit_soc_capacity_hold_under_any_action(seed, kind, scenario):
+    """On a bank of 2 random scenarios under jit(vmap) (scenario 2's bank test)."""
     env = ENVS[scenario]
     key = jax.random.PRNGKey(seed)
-    params = jax.tree_util.tree_map(lambda x: x[0], env.sample_params(key, 1))
-    out = jax.device_get(EPISODES[scenario](params, key, kind))
+    params = env.sample_params(key, 2)
+    out = jax.device_get(EPISODES[scenario](params, jax.random.split(key, 2), kind))
     assert out["finite"].all()
     assert out["energy"].max() < 1e-4, out["energy"].max()
     assert out["money"].max() < 1e-4, out["money"].max()
-    assert out["headroom"].min() >= -1e-3 * (1 + np.abs(params.credit).max() * 1e-6)
+    assert out["headroom"].min() >= -1e-3
     assert out["soc_ok"].all() and out["cap_ok"].all()
 
 
@@ -217,9 +219,8 @@ def test_bad_static_settings_name_the_field():
         jaxlem.make("multiactor-v0", dt_h=0.7)
 
 
-@pytest.mark.parametrize("scenario", [1, 2])
-def test_scenario_banks_run_under_jit_vmap(scenario):
-    env = ENVS[scenario]
+def test_scenario_banks_run_under_jit_vmap():  # scenario 2: the invariants test's banks
+    env = ENVS[1]
     bank = env.sample_params(jax.random.PRNGKey(4), 6)
     env.check_params(bank)
     pol = policies.BASELINES["scripted"]

@@ -198,8 +198,8 @@ def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path):
         "train.num_envs=4",
         "train.rollout_len=4",
         "train.hidden=[8]",
-        "train.eval_envs=4",  # = eval_scenarios: the reference lines reuse the compiled KPIs
-        "train.eval_every=2",
+        "train.eval_envs=4",
+        "train.eval_every=0",  # evaluation inside the scan: test_every_algorithm_trains...
         "train.update_epochs=1",
         "train.num_minibatches=2",
         "num_chunks=2",
