@@ -109,11 +109,9 @@ def record_segment(out: Path, resume: bool, changes: list[str], updates: int) ->
     and extensions: when, the changed keys, the update count planned) and return the list."""
     path = out / "segments.json"
     segments = json.loads(path.read_text()) if resume and path.exists() else []
-    kind = (
-        "start"
-        if not resume
-        else ("extend" if any(c.startswith(EXTENDS_ON_RESUME) for c in changes) else "resume")
-    )
+    kind = "start"
+    if resume:
+        kind = "extend" if any(c.startswith(EXTENDS_ON_RESUME) for c in changes) else "resume"
     segments.append(
         {
             "segment": len(segments) + 1,

@@ -179,12 +179,6 @@ class MultiActorEnv(Environment[MAState, MAParams]):
     def check_params(self, params: MAParams) -> None:
         mparams.check_params(self, params)
 
-    def marginal_cost(self, params: MAParams) -> jax.Array:
-        return stages.marginal_cost(params)
-
-    def availability(self, capacity: jax.Array, t: jax.Array, params: MAParams) -> jax.Array:
-        return stages.availability(capacity, t, params, self.dt_h)
-
     # ------------------------------------------------------------------ reset / step
     def reset_env(self, key: jax.Array, params: MAParams) -> tuple[jax.Array, MAState]:
         p, u = self.num_producers, self.num_utilities
@@ -212,9 +206,7 @@ class MultiActorEnv(Environment[MAState, MAParams]):
             load_today=jnp.zeros((u, s)),
             load_forecast=forecast,
             day_purchase=jnp.zeros((u, 2)),
-            prices=jnp.stack(
-                [start_price, start_price, params.ref_price, params.ref_price, start_price]
-            ),
+            prices=jnp.stack([start_price, start_price, params.ref_price, start_price]),
             retail=jnp.full((u,), params.ref_price),
             last_sales=jnp.zeros((p,)),
             stats=jnp.zeros((4,)),
@@ -252,24 +244,26 @@ class MultiActorEnv(Environment[MAState, MAParams]):
             pipeline_kw=jnp.where(start, pipe, state.pipeline_kw),
         )
         if self.scenario == 1:
-            qty, pay = stages.day_contracts(self, day, a, day.capacity_kw, params)
-            day = day.replace(
-                contract_qty=jnp.where(start, qty, state.contract_qty),
-                contract_pay=jnp.where(start, pay, state.contract_pay),
+            # cleared once a day (a select of both branches only when vmapped over steps)
+            qty, pay = jax.lax.cond(
+                start,
+                lambda: stages.day_contracts(self, day, a, day.capacity_kw, params),
+                lambda: (state.contract_qty, state.contract_pay),
             )
+            day = day.replace(contract_qty=qty, contract_pay=pay)
         return day, daily
 
     def _energy(self, key, day: MAState, a: stages.Split, ex: stages.Exogenous, params: MAParams):
         """Demand response, prosumers, the local, retail and wholesale markets."""
         u, c = self.num_utilities, self.num_consumers
         sup = day.supplier
-        posted = stages.price_between(a.util[:, 0], params.retail_min, params.retail_max)
+        posted = stages.posted_prices(a, params)
         if self.scenario == 1:
             on_local = sup[:c] == u
             face = jnp.where(on_local, day.prices[1], posted[jnp.minimum(sup[:c], u - 1)])
         else:
             on_local = jnp.zeros((c,), bool)
-            face = jnp.full((c,), day.prices[3])
+            face = jnp.full((c,), day.prices[2])
         demand, lost = stages.demand_response(ex.cons_base, face, params)
         pr = stages.prosumers(self, day.soc_kwh, a.pros, sup[c:] < u, ex, params)
         local = stages.local_market(self, key, a, demand, on_local, pr, day.prices[1], params)
@@ -277,10 +271,10 @@ class MultiActorEnv(Environment[MAState, MAParams]):
         cons_need = demand - local.qty[:c]
         pros_need = jnp.where(sells, 0.0, pr.deficit - local.qty[c:])
         pros_spill = jnp.where(sells, pr.surplus - local.qty[c:], 0.0)
-        rt = stages.retail(self, a, cons_need, pros_need, sup, day.prices[3], params)
+        rt = stages.retail(self, a, posted, cons_need, pros_need, sup, day.prices[2], params)
         ws = stages.wholesale(self, a, rt.sales, ex, day, params)
         decay = float(np.exp(-self.dt_h / 24.0))
-        reference = decay * day.prices[4] + (1.0 - decay) * ws.price
+        reference = decay * day.prices[3] + (1.0 - decay) * ws.price
         return SimpleNamespace(
             demand=demand, lost=lost, pr=pr, local=local, rt=rt, ws=ws, pros_spill=pros_spill,
             reference=reference,
@@ -330,13 +324,10 @@ class MultiActorEnv(Environment[MAState, MAParams]):
         exports = jnp.sum(f.ws.util_spill) + jnp.sum(f.pros_spill)
         consumed = jnp.sum(f.demand) + jnp.sum(ex.pros_demand)
         disconnected = jnp.sum(day.supplier[self.num_consumers :] == u)
-        retail_price = jnp.where(
-            jnp.sum(f.rt.sales) > 0, jnp.sum(f.rt.price * f.rt.sales) / sales, jnp.mean(f.rt.price)
-        )
         info = {
             "wholesale_price": f.ws.price,
             "local_price": f.local.price,
-            "retail_price": retail_price,
+            "retail_price": f.rt.mean_price,
             "retail_prices": f.rt.price,
             "markup": markup,
             "mean_markup": mean_markup,
@@ -383,9 +374,7 @@ class MultiActorEnv(Environment[MAState, MAParams]):
             load_today=load_today,
             load_forecast=jnp.where(end, load_today, state.load_forecast),
             day_purchase=jnp.where(end, 0.0, purchase),
-            prices=jnp.stack(
-                [f.ws.price, f.local.price, retail_price, f.rt.auction_price, f.reference]
-            ),
+            prices=jnp.stack([f.ws.price, f.local.price, f.rt.mean_price, f.reference]),
             retail=f.rt.price,
             last_sales=f.ws.own,
             stats=jnp.stack(

@@ -38,9 +38,7 @@ def episode_kpis(env: Any, policy: Policy, key: PRNGKey, params: Any) -> dict[st
     total = jnp.sum(rewards, axis=0) / params.reward_scale[kinds]
     out = {"mean_agent_return": jnp.mean(jnp.sum(rewards, axis=0))}
     for k, name in enumerate(KINDS):
-        out[f"return_{name}"] = jnp.mean(jnp.where(kinds == k, total, 0.0)) * (
-            env.num_agents / max(env.counts[k], 1)
-        )
+        out[f"return_{name}"] = jnp.sum(jnp.where(kinds == k, total, 0.0)) / max(env.counts[k], 1)
     retail_kwh = jnp.maximum(jnp.sum(info["retail_kwh"]), 1e-9)
     produced = jnp.maximum(jnp.sum(info["produced_kwh"]), 1e-9)
     consumed = jnp.maximum(jnp.sum(info["consumed_kwh"]), 1e-9)

@@ -14,6 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxlem.envs.base import Column
+from jaxlem.envs.multiactor.stages import availability, marginal_cost
 from jaxlem.envs.multiactor.types import KINDS, MAParams, MAState
 
 COMMON = (
@@ -93,7 +94,7 @@ def observe(env: Any, state: MAState, params: MAParams) -> jnp.ndarray:
             t / env.num_steps,
             (t % s == 0).astype(jnp.float32),
             state.prices[0] / 1000.0,
-            state.prices[4] / 1000.0,
+            state.prices[3] / 1000.0,
             state.prices[1] / 1000.0,
             state.prices[2] / 1000.0,
             params.balancing_price / 1000.0,
@@ -108,7 +109,7 @@ def observe(env: Any, state: MAState, params: MAParams) -> jnp.ndarray:
     total_kw = jnp.maximum(jnp.sum(params.cons_demand_kw) + jnp.sum(params.pros_demand_kw), 1e-6)
     # producers
     cap = jnp.maximum(state.capacity_kw, 1e-6)
-    from_avail = env.availability(state.capacity_kw, t, params) / (cap * dt)
+    from_avail = availability(state.capacity_kw, t, params, dt) / (cap * dt)
     hour_i = t % s
     k = state.contract_qty[:, hour_i]
     prod = jnp.stack(
@@ -119,7 +120,7 @@ def observe(env: Any, state: MAState, params: MAParams) -> jnp.ndarray:
             cash[:p_],
             jnp.maximum(-k[:p_], 0.0) / (cap * dt),
             params.prod_renewable,
-            env.marginal_cost(params) / 1000.0,
+            marginal_cost(params) / 1000.0,
             state.last_sales / (cap * dt),
         ],
         axis=1,

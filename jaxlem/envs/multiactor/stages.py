@@ -250,12 +250,18 @@ class Retail(NamedTuple):
     sales: jax.Array  # [U] kWh each utility must supply
     revenue: jax.Array  # [U] currency
     price: jax.Array  # [U] currency/MWh each utility charged (posted; scenario 2: the auction's)
-    auction_price: jax.Array  # scenario 2: the retail auction's price (else the mean posted)
+    mean_price: jax.Array  # sales-weighted retail price (the mean posted one when nothing sold)
+
+
+def posted_prices(a: Split, params: MAParams) -> jax.Array:
+    """[U] the utilities' posted retail prices, currency/MWh."""
+    return price_between(a.util[:, 0], params.retail_min, params.retail_max)
 
 
 def retail(
     env: Any,
     a: Split,
+    posted: jax.Array,
     cons_need: jax.Array,
     pros_need: jax.Array,
     supplier: jax.Array,
@@ -267,7 +273,6 @@ def retail(
     scenario 2, a retail auction of utilities' offers against consumers' and prosumers' bids,
     the unmatched rest from the outside grid."""
     u = env.num_utilities
-    posted = price_between(a.util[:, 0], params.retail_min, params.retail_max)
     c = env.num_consumers
     if env.scenario == 1:
         sup_c, sup_r = supplier[:c], supplier[c:]

@@ -30,6 +30,7 @@ import numpy as np
 from jaxlem.envs.multiactor.observation import Col
 from jaxlem.envs.multiactor.params import producer_archetypes
 from jaxlem.envs.multiactor.policies import BASELINES
+from jaxlem.envs.multiactor.stages import marginal_cost
 from jaxlem.envs.multiactor.types import CONSUMER, KINDS, PERSONAS, PROSUMER, UTILITY
 
 
@@ -58,7 +59,7 @@ def _one(env: Any, p: Any, j: int) -> float:
 
 
 def _mc(env: Any, p: Any, j: int) -> float:
-    return float(np.asarray(p.prod_fuel_cost + p.prod_carbon * p.carbon_price)[j])
+    return float(np.asarray(marginal_cost(p))[j])
 
 
 def _battery(sign: float) -> Callable[[Any, Any, int], float]:

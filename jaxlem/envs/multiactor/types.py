@@ -94,7 +94,7 @@ class MAState:
     load_today: jax.Array  # [U, S] each utility's load this day so far (tomorrow's forecast)
     load_forecast: jax.Array  # [U, S] yesterday's load: the forecast for contracts
     day_purchase: jax.Array  # [U, 2] today's purchases (all, renewable), kWh
-    prices: jax.Array  # [5] last wholesale, local, retail, retail-auction price; wholesale mean
+    prices: jax.Array  # [4] last wholesale, local and retail prices; the wholesale day mean
     retail: jax.Array  # [U] last retail prices
     last_sales: jax.Array  # [P] last step's output of each producer, kWh
     stats: jax.Array  # [4] last step's renewable share, mean markup, import share, disconnected
