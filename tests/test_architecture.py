@@ -97,8 +97,15 @@ def test_no_import_circle():
 
 
 def test_layers():
-    """Physics and markets -> envs -> train -> app: no lower layer imports a higher one."""
-    layer = {"jaxlem.envs": 1, "jaxlem.train": 2, "jaxlem.app": 3, "jaxlem.testing": 3}
+    """Physics and markets -> envs -> train -> app -> studies: no lower layer imports a higher
+    one."""
+    layer = {
+        "jaxlem.envs": 1,
+        "jaxlem.train": 2,
+        "jaxlem.app": 3,
+        "jaxlem.testing": 3,
+        "jaxlem.studies": 4,
+    }
 
     def level(m):
         return max((v for k, v in layer.items() if m == k or m.startswith(k + ".")), default=0)

@@ -67,6 +67,34 @@ def test_a_residual_actor_at_zero_plays_its_baseline_and_reaches_every_edge(algo
     assert np.all(np.diff(np.stack([np.asarray(a) for a in acts]), axis=0) >= -1e-6)
 
 
+def test_a_residual_categorical_head_keeps_the_baseline_choice_until_it_learns_otherwise():
+    from jaxlem.envs.multiactor import policies as ma_policies
+
+    env = jaxlem.make("multiactor-v0", num_consumers=2, num_prosumers=2, num_days=1)
+    cfg = TrainConfig(algo="mappo", sharing="type", residual="auto", **TINY)
+    core = build(cfg.static(), env)
+    head, u = core.head, env.num_utilities
+    assert head.defer and head.classes == u + 2  # "keep the rule's choice" + U + 1 options
+    bank = env.sample_params(jax.random.PRNGKey(3), 2)
+    obs, _ = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(4), 2), bank)
+    key = jax.random.PRNGKey(5)
+    base = jax.vmap(lambda o, p: ma_policies.BASELINES["scripted"](key, o, env, p))(obs, bank)
+    raw = jnp.full((2, env.num_agents, head.raw_dim), 0.5).at[..., -1].set(0.0)
+    np.testing.assert_allclose(core._to_env(raw, obs, bank, key), base, atol=1e-6)
+    for k in range(1, u + 2):  # an explicit option k plays option k - 1 (column value k - 2)
+        act = core._to_env(raw.at[..., -1].set(float(k)), obs, bank, key)
+        np.testing.assert_allclose(act[..., -1], k - 2.0)
+        np.testing.assert_allclose(act[..., :-1], base[..., :-1], atol=1e-6)
+    # an untrained actor (logits ~ 0) keeps the rule's choice in its mode and mostly in samples
+    out = jnp.zeros((4000, head.out_dim))
+    assert np.all(np.asarray(head.mode(out)[:, -1]) == 0)
+    kept = float(np.mean(np.asarray(head.sample(out, key)[:, -1]) == 0))
+    expect = np.exp(cfg.residual_keep_logit) / (np.exp(cfg.residual_keep_logit) + u + 1)
+    assert abs(kept - expect) < 0.02
+    # without a residual baseline the head has the env's options only
+    assert not build(TrainConfig(algo="mappo", **TINY).static(), env).head.defer
+
+
 def test_residual_auto_follows_the_env_and_bad_names_are_refused():
     assert TrainConfig(residual="auto").residual_policy(ENV) == "rule_based_battery"
     assert TrainConfig(residual="auto").residual_policy(jaxlem.make("gencos-v0")) == ""

@@ -70,6 +70,9 @@ class TrainConfig:
     # env's evaluation().policies);
     # "auto" = the env's reference_policy, "" = the actor acts alone
     residual: str = ""
+    # a residual actor's categorical heads get a first class "keep the baseline's choice" with
+    # this logit added (4: kept with probability 0.93 among 5 classes before training)
+    residual_keep_logit: float = 4.0
     action_mask: bool = True  # leave the columns env.action_mask marks irrelevant out of the loss
     reward_norm: str = "batch"  # "batch": one return scale for all; "agent": one per agent slot
     anneal_lr: bool = True
@@ -133,6 +136,7 @@ class TrainConfig:
         checks.check_range("selfplay_prob", self.selfplay_prob, 0.0, 1.0)
         checks.check_range("tau", self.tau, 0.0, 1.0, lo_open=True)
         checks.check_range("init_alpha", self.init_alpha, 0.0, 100.0, lo_open=True)
+        checks.check_range("residual_keep_logit", self.residual_keep_logit, -20.0, 20.0)
         batch = self.num_envs * self.rollout_len
         if self.algo != "sac" and (self.num_minibatches > batch or batch % self.num_minibatches):
             raise ValueError(

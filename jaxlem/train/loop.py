@@ -99,6 +99,25 @@ def compile_run(
     return jax.jit(run, static_argnums=(4,))
 
 
+def unbatched_init(init: Callable[..., Any]) -> Callable[..., Any]:
+    """``jit(init)`` over a leading axis of keys, one key after the other, returning only once
+    the result is computed.
+
+    The networks' orthogonal initialiser runs LAPACK's QR. Batched (under ``vmap``), jaxlib's
+    CPU QR splits the batch over XLA's thread pool and waits for it from a pool thread; with
+    two such QRs at once, or the next program dispatched while the state is computed, every
+    thread of a 2-core machine waits and nothing runs again (seen with per-type parameters on
+    multiactor-v0, jaxlib 0.10.2). ``lax.map`` keeps every QR unbatched and gives the same
+    values as ``vmap``; waiting costs nothing, as the training scan needs the state anyway.
+    """
+    mapped = jax.jit(lambda keys, *args: jax.lax.map(lambda k: init(k, *args), keys))
+
+    def run(keys: jax.Array, *args: Any) -> Any:
+        return jax.block_until_ready(mapped(keys, *args))
+
+    return run
+
+
 def wrap(core: Any, config: TrainConfig, env: Any, params=None, eval_params=None):
     """``train(key)`` for one seed around a compiled core (PPO or SAC). Default banks: the
     training bank and the evaluation bank of seed 0 (``jaxlem.train.banks``)."""

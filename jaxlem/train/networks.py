@@ -47,7 +47,12 @@ class MLP(nn.Module):
 class ActionHead:
     """Layout of one actor's output: ``cont`` continuous dims in [low, high] and ``num_cat``
     categorical heads of ``classes`` each (partner choice). Raw actions are floats
-    ``[cont + num_cat]`` (the categorical index stored as a float)."""
+    ``[cont + num_cat]`` (the categorical index stored as a float).
+
+    ``defer``: a residual actor's categorical heads have one more class, first, meaning "keep
+    the baseline's choice"; ``defer_logit`` is added to its logit, so an untrained actor keeps
+    the baseline's choice (probability ``e^b / (e^b + classes - 1)``) instead of choosing
+    uniformly."""
 
     cont: int
     low: float = -1.0
@@ -55,6 +60,8 @@ class ActionHead:
     num_cat: int = 0
     classes: int = 1
     kind: str = "beta"
+    defer: bool = False
+    defer_logit: float = 0.0
 
     @property
     def out_dim(self) -> int:
@@ -67,6 +74,8 @@ class ActionHead:
     def _split(self, out):
         a, b = out[..., : self.cont], out[..., self.cont : 2 * self.cont]
         logits = out[..., 2 * self.cont :].reshape(*out.shape[:-1], self.num_cat, self.classes)
+        if self.defer:
+            logits = logits.at[..., 0].add(self.defer_logit)
         return a, b, logits
 
     def _cont(self, out):
@@ -131,13 +140,15 @@ class ActionHead:
 
     def to_env(self, raw):
         """Raw sample -> env action: continuous part in [low, high]; categorical index k -> k - 1
-        (the partner column: -1 = no partner)."""
+        (the partner column: -1 = no partner); with ``defer``, k -> k - 2 (-2 = keep the
+        baseline's choice, see ``views.Residual``)."""
         u = raw[..., : self.cont]
         squashed = u if self.kind == "beta" else 0.5 * (jnp.tanh(u) + 1.0)
         cont = self.low + (self.high - self.low) * squashed
         if not self.num_cat:
             return cont
-        return jnp.concatenate([cont, raw[..., self.cont :] - 1.0], axis=-1)
+        shift = 2.0 if self.defer else 1.0
+        return jnp.concatenate([cont, raw[..., self.cont :] - shift], axis=-1)
 
 
 # ------------------------------------------------------------------------ parameter sharing
@@ -148,7 +159,8 @@ def init_shared(net: nn.Module, key, x, sharing: str, num_agents: int, num_types
     if sharing == "shared":
         return net.init(key, x)
     n = num_agents if sharing == "independent" else num_types
-    return jax.vmap(net.init, in_axes=(0, None))(jax.random.split(key, n), x)
+    # lax.map, not vmap: see ``unbatched_init``
+    return jax.lax.map(lambda k: net.init(k, x), jax.random.split(key, n))
 
 
 def apply_shared(net: nn.Module, params, x, types, sharing: str, num_types: int):

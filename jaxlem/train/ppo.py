@@ -75,7 +75,7 @@ class Core:
         self.run = loop.compile_run(
             type(self).__name__, c, self._update, self.evaluate, self.reporter
         )
-        self.init = jax.jit(jax.vmap(self._init, in_axes=(0, None, None)))
+        self.init = loop.unbatched_init(self._init)
 
     def _actor(self, params, x, t):
         return self.agents.apply(self.actor, params, x, t)

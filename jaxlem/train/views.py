@@ -31,11 +31,16 @@ def action_head(config: TrainConfig, env: Any, kind: str | None = None) -> nets.
     num_cat = len(layout.categorical)
     classes = max(layout.categorical, default=1)
     kind = config.dist if kind is None else kind
+    defer = bool(num_cat) and bool(config.residual_policy(env))
+    extra = {"defer": defer, "defer_logit": config.residual_keep_logit if defer else 0.0}
+    classes += int(defer)
     if config.algo == "ctce":
         return nets.ActionHead(
-            n * layout.continuous, layout.low, layout.high, n * num_cat, classes, kind
+            n * layout.continuous, layout.low, layout.high, n * num_cat, classes, kind, **extra
         )
-    return nets.ActionHead(layout.continuous, layout.low, layout.high, num_cat, classes, kind)
+    return nets.ActionHead(
+        layout.continuous, layout.low, layout.high, num_cat, classes, kind, **extra
+    )
 
 
 class AgentViews:
@@ -120,7 +125,9 @@ class AgentViews:
 class Residual:
     """A residual actor around the scripted policy ``name`` of ``env.evaluation().policies``:
     each continuous column ``d`` in [-1, 1] moves the baseline's action ``b`` towards the box
-    edge it points to (``d = 0`` plays the baseline, ``-1`` and ``+1`` the edges)."""
+    edge it points to (``d = 0`` plays the baseline, ``-1`` and ``+1`` the edges); a categorical
+    column keeps the baseline's choice where the head's first ("defer") class was drawn, and
+    plays the drawn option otherwise."""
 
     def __init__(self, env: Any, name: str, head: nets.ActionHead):
         self.env, self.name, self.head = env, name, head
@@ -136,6 +143,8 @@ class Residual:
         d = 2.0 * (act[..., :k] - h.low) / (h.high - h.low) - 1.0  # in [-1, 1]
         m = obs.shape[0]
         keys = jax.random.split(jax.random.fold_in(key, 1), m)
-        b = jax.vmap(lambda kk, o, p: self.policy(kk, o, self.env, p))(keys, obs, bank)[..., :k]
+        full = jax.vmap(lambda kk, o, p: self.policy(kk, o, self.env, p))(keys, obs, bank)
+        b = full[..., :k]
         moved = jnp.where(d >= 0, b + d * (h.high - b), b + d * (b - h.low))
-        return jnp.concatenate([moved, act[..., k:]], axis=-1)
+        cat = jnp.where(act[..., k:] < -1.5, full[..., k:], act[..., k:])
+        return jnp.concatenate([moved, cat], axis=-1)

@@ -1,0 +1,489 @@
+"""``jaxlem-study multiactor``: scenario 1 against 2, regulator off and on, two persona mixes,
+with scripted and trained agents (config: ``jaxlem/configs/study/multiactor.yaml``).
+
+Every cell (scenario, regulator, persona mix) trains each algorithm with several seeds on its
+own scenario bank (the regulator switch and the personas are numbers in params, so the cells of
+one scenario share one compiled trainer) and plays the same held-out scenarios with:
+
+- ``scripted``: every kind's rule (the regulator's fixed rule; ignored when it is off);
+- ``<algo>``: every agent trained;
+- that kind trained, every other kind scripted: its kind's return against ``scripted``
+  (paired per scenario) says whether the trained agents beat the rule of their own kind in the
+  market the rules make;
+- every kind trained but that one, which plays its rule: the trained market's return of that
+  kind against this one says whether the trained agents beat the rule of their own kind in the
+  market they were trained in (a best-response check).
+
+One compiled evaluator serves all of these: which rows play the trained policy is an argument.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+import jaxlem
+from jaxlem.envs.multiactor import policies
+from jaxlem.envs.multiactor.types import KINDS
+from jaxlem.rollout import rollout
+from jaxlem.studies import figures, tables
+from jaxlem.studies.runner import header
+from jaxlem.train import banks
+from jaxlem.train import evaluate as ev
+from jaxlem.train.config import TrainConfig
+from jaxlem.train.driver import run_training
+
+SCRIPTED = "scripted_regulated"  # the regulator's fixed rule acts only where it is on
+KPIS = (
+    "welfare",
+    "consumer_surplus",
+    "wholesale_price",
+    "retail_price",
+    "local_price",
+    "mean_markup",
+    "renewable_share",
+    "invest_kw",
+    "regulator_budget",
+    "hhi_producers",
+    "hhi_utilities",
+    "disconnected",
+    "quota_shortfall_kwh",
+)
+RETURNS = tuple(f"return_{k}" for k in KINDS)
+TRACES = ("wholesale_price", "retail_price", "local_price", "renewable_share", "capacity_kw")
+
+
+def cells(cfg: DictConfig) -> list[str]:
+    return [
+        f"s{s}-regulator_{r}-{m}"
+        for s in cfg.grid.scenario
+        for r in cfg.grid.regulator
+        for m in cfg.grid.personas
+    ]
+
+
+def _parse(cell: str) -> tuple[int, bool, str]:
+    s, r, m = cell.split("-", 2)
+    return int(s[1:]), r == "regulator_on", m
+
+
+@functools.lru_cache(maxsize=8)
+def _env(scenario: int, counts: tuple[tuple[str, int], ...]) -> Any:
+    """One env object per scenario (the compiled trainers are cached per env object)."""
+    return jaxlem.make("multiactor-v0", scenario=scenario, **dict(counts))
+
+
+def _cell_bank(env: Any, bank: Any, regulator: bool, persona: list[int]) -> Any:
+    num = jax.tree_util.tree_leaves(bank)[0].shape[0]
+    pers = jnp.broadcast_to(jnp.asarray(persona, jnp.int32), (num, env.num_utilities))
+    return bank.replace(
+        regulator_on=jnp.full_like(bank.regulator_on, float(regulator)), persona=pers
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _mixed(core: Any):
+    """``policy(key, obs, env, params, (runner, trained_rows [N] bool))``: the trained policy on
+    the marked rows, the scripted rule on the others."""
+    trained = ev.trained_policy(core)
+    scripted = policies.BASELINES[SCRIPTED]
+
+    def policy(key, obs, env, params, state):
+        runner, rows = state
+        a = trained(key, obs, env, params, runner)
+        b = scripted(key, obs, env, params)
+        return jnp.where(rows[:, None], a, b)
+
+    return policy
+
+
+@functools.lru_cache(maxsize=16)
+def _trace_fn(env: Any, policy: Any):
+    """Mean over a bank of scenarios of the traced info entries, per step."""
+
+    def episode(k, p, state):
+        def pol(kk, obs, e, pp):
+            return policy(kk, obs, e, pp, state)
+
+        _, infos = rollout(env, pol, k, p)
+        out = {name: infos[name] for name in TRACES}
+        out["capacity_kw"] = out["capacity_kw"].sum(-1)
+        return out
+
+    batched = jax.vmap(episode, in_axes=(0, 0, None))
+    return jax.jit(lambda k, p, s: jax.tree_util.tree_map(lambda x: x.mean(0), batched(k, p, s)))
+
+
+def run_cell(cfg: DictConfig, cell: str, log) -> dict:
+    scenario, regulator, mix = _parse(cell)
+    counts = tuple(sorted((k, int(v)) for k, v in cfg.env.items()))
+    env = _env(scenario, counts)
+    persona = list(cfg.persona_mixes[mix])
+    seeds = tuple(range(int(cfg.seeds)))
+    held = _cell_bank(env, banks.held_out_bank(env, int(cfg.eval_scenarios), 0), regulator, persona)
+    ep_seed = banks.held_out_episode_seed(0)
+    keys = ev.episode_keys(held, ep_seed)
+    kinds = np.asarray(env.kind_of_row)
+    out: dict[str, Any] = {"algos": {}}
+    for algo in cfg.algos:
+        train_cfg = TrainConfig.from_dict({**OmegaConf.to_container(cfg.train), "algo": algo})
+        bank = _cell_bank(
+            env, env.sample_params(banks.train_key(0), train_cfg.num_envs), regulator, persona
+        )
+        eval_bank = _cell_bank(
+            env, env.sample_params(banks.eval_key(0), train_cfg.eval_envs), regulator, persona
+        )
+        res = run_training(
+            train_cfg,
+            env,
+            seeds=seeds,
+            params=bank,
+            eval_params=eval_bank,
+            num_chunks=int(cfg.num_chunks),
+            log=lambda s, a=algo: log(f"  {a}: {s}"),
+        )
+        core, runners = res["train"].core, res["runners"]
+        policy = _mixed(core)
+        every = np.ones(env.num_agents, bool)
+        none = np.zeros(env.num_agents, bool)
+        if "scripted" not in out:
+            state = (ev.seed_slice(runners, 0), none)
+            out["scripted"] = _episodes(env, policy, held, ep_seed, state)
+            out["scripted_traces"] = _traces(env, policy, keys, held, state)
+        per: dict[str, list] = {"all": []}
+        rule: dict[str, list] = {}
+        traces = []
+        for i in range(len(seeds)):
+            runner = ev.seed_slice(runners, i)
+            per["all"].append(_episodes(env, policy, held, ep_seed, (runner, every)))
+            traces.append(_traces(env, policy, keys, held, (runner, every)))
+            for k, name in enumerate(KINDS):
+                if env.counts[k] and (name != "regulator" or regulator):
+                    per.setdefault(name, []).append(
+                        _episodes(env, policy, held, ep_seed, (runner, kinds == k))
+                    )
+                    rule.setdefault(name, []).append(
+                        _episodes(env, policy, held, ep_seed, (runner, kinds != k))
+                    )
+        curve = [r.get("eval_return") for r in res["rows"] if "eval_return" in r]
+        out["algos"][algo] = {
+            "episodes": per,  # [trained rows][seed] -> {kpi: [scenario values]}
+            "rule_in_trained": rule,  # [kind playing its rule][seed] -> {kpi: [...]}
+            "traces": {k: np.mean([t[k] for t in traces], 0).tolist() for k in TRACES},
+            "train_seconds": res["wall_s"],
+            "env_steps_per_s": res["env_steps_per_s"],
+            "updates": res["updates"],
+            "episode_return_curve": [
+                float(np.mean([r["episode_return"] for r in res["rows"] if r["update"] == u]))
+                for u in sorted({r["update"] for r in res["rows"]})
+            ],
+            "eval_curve": curve,
+        }
+    return out
+
+
+def _episodes(env, policy, bank, ep_seed, state) -> dict[str, list[float]]:
+    kpis = ev.episode_kpis(env, {"p": (policy, state)}, bank, ep_seed)["p"]
+    return {k: v.tolist() for k, v in kpis.items() if k in KPIS + RETURNS + ("mean_agent_return",)}
+
+
+def _traces(env, policy, keys, bank, state) -> dict[str, list[float]]:
+    tr = _trace_fn(env, policy)(keys, bank, state)
+    return {k: np.asarray(v, np.float64).tolist() for k, v in tr.items()}
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _seed_rows(per_seed: list[dict], keys) -> dict[str, float]:
+    """Mean and s.e. over seeds of each KPI's per-seed mean over scenarios."""
+    row = {}
+    for k in keys:
+        vals = np.asarray([np.mean(s[k]) for s in per_seed])
+        row[k] = float(vals.mean())
+        row[k + "_se"] = float(vals.std(ddof=1) / np.sqrt(vals.size)) if vals.size > 1 else 0.0
+    return row
+
+
+def _scenario_row(sample: dict, keys) -> dict[str, float]:
+    return ev.summarize({k: np.asarray(sample[k]) for k in keys})
+
+
+def kind_gains(result: dict, algo: str, market: str) -> dict[str, dict]:
+    """Per kind: its trained agents' return minus its rule's, mean over seeds x scenarios with
+    the paired s.e. (per scenario) and the s.e. over seeds. ``market="scripted"``: the kind
+    trained alone among scripted agents against all scripted; ``"trained"``: all trained
+    against the kind playing its rule among the other trained kinds."""
+    res = result["algos"][algo]
+    out = {}
+    for kind in res["rule_in_trained"]:
+        key = f"return_{kind}"
+        if market == "scripted":
+            mine = [np.asarray(s[key]) for s in res["episodes"][kind]]
+            ref = [np.asarray(result["scripted"][key])] * len(mine)
+        else:
+            mine = [np.asarray(s[key]) for s in res["episodes"]["all"]]
+            ref = [np.asarray(s[key]) for s in res["rule_in_trained"][kind]]
+        diffs = np.asarray([m - r for m, r in zip(mine, ref, strict=True)])
+        seed_means = diffs.mean(axis=1)
+        out[kind] = {
+            "diff": float(diffs.mean()),
+            "paired_se": float(diffs.std(ddof=1) / np.sqrt(diffs.size)),
+            "seed_se": float(seed_means.std(ddof=1) / np.sqrt(seed_means.size))
+            if seed_means.size > 1
+            else 0.0,
+            "rule": float(np.mean(ref)),
+            "wins": int((seed_means > 0).sum()),
+            "seeds": int(seed_means.size),
+        }
+    return out
+
+
+def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
+    algos = list(cfg.algos)
+    names = list(results)
+    # KPI table: scripted (s.e. over scenarios) and trained (s.e. over seeds)
+    kpi_rows = []
+    for cell in names:
+        r = results[cell]
+        kpi_rows.append({"cell": cell, "policy": "scripted",
+                         **_scenario_row(r["scripted"], KPIS + RETURNS)})  # fmt: skip
+        for a in algos:
+            kpi_rows.append(
+                {
+                    "cell": cell,
+                    "policy": a,
+                    **_seed_rows(r["algos"][a]["episodes"]["all"], KPIS + RETURNS),
+                }  # fmt: skip
+            )
+    gain_rows = []
+    for market in ("trained", "scripted"):
+        for cell in names:
+            for a in algos:
+                for kind, g in kind_gains(results[cell], a, market).items():
+                    gain_rows.append({"market": market, "cell": cell, "algo": a, "kind": kind, **g})
+    tables.write_csv(out / "kpis.csv", kpi_rows)
+    tables.write_csv(out / "kind_vs_scripted.csv", gain_rows)
+    train_rows = [
+        {
+            "cell": c,
+            "algo": a,
+            "train_seconds": results[c]["algos"][a]["train_seconds"],
+            "env_steps_per_s": results[c]["algos"][a]["env_steps_per_s"],
+            "updates": results[c]["algos"][a]["updates"],
+        }  # fmt: skip
+        for c in names
+        for a in algos
+    ]
+    tables.write_csv(out / "training.csv", train_rows)
+
+    # figures: per cell, mean over held-out scenarios (and seeds) per step
+    series = {
+        cell: {
+            "scripted": results[cell]["scripted_traces"],
+            **{a: results[cell]["algos"][a]["traces"] for a in algos},
+        }  # fmt: skip
+        for cell in names
+    }
+    figures.multiactor_levels(series, out / "prices.png")
+    figures.cell_lines(series, "capacity_kw", "producers' capacity (kW)", out / "investment.png")
+    figures.cell_lines(
+        series, "renewable_share", "renewable share of output", out / "renewable_share.png"
+    )
+    figures.learning_curves(
+        {c: {a: results[c]["algos"][a]["episode_return_curve"] for a in algos} for c in names},
+        out / "learning.png",
+    )
+
+    shown = ("welfare", "consumer_surplus", "wholesale_price", "retail_price", "local_price",
+             "mean_markup", "renewable_share", "invest_kw", "regulator_budget")  # fmt: skip
+
+    def shown_gains(market):
+        return [
+            {
+                "cell": g["cell"],
+                "algo": g["algo"],
+                "kind": g["kind"],
+                "rule's return": f"{g['rule']:.2f}",
+                "trained - rule (paired s.e.)": f"{g['diff']:+.2f} ± {g['paired_se']:.2f}",
+                "s.e. over seeds": f"{g['seed_se']:.2f}",
+                "seeds ahead": f"{g['wins']}/{g['seeds']}",
+            }  # fmt: skip
+            for g in gain_rows
+            if g["market"] == market
+        ]
+
+    what = (
+        f"The multi-actor market ({_describe(cfg)}) in every cell of scenario "
+        f"{list(cfg.grid.scenario)} x regulator {list(cfg.grid.regulator)} x persona mix "
+        f"{list(cfg.grid.personas)}. Per cell, {', '.join(a.upper() for a in algos)} with one "
+        f"network per kind of actor (`sharing=type`, residual on each kind's rule) train "
+        f"{cfg.seeds} seeds for {cfg.train.total_timesteps:,} env steps each; then the scripted "
+        f"rules, the trained agents and each kind trained alone among scripted others play the "
+        f"same {cfg.eval_scenarios} held-out scenarios (episodes of the same keys). Money in "
+        "currency units per episode, prices in currency/MWh, energy in kWh."
+    )
+    lines = [
+        header("Multi-actor market: designs, regulation, personas, learning", meta, what),
+        "## Findings",
+        "",
+        *[f"- {s}" for s in findings(cfg, results, kpi_rows, gain_rows)],
+        "",
+        "## Market KPIs per cell",
+        "",
+        "Scripted: mean ± s.e. over held-out scenarios. Trained: mean ± s.e. over seeds (each "
+        "seed's mean over the held-out scenarios).",
+        "",
+        tables.markdown(kpi_rows, ["cell", "policy"], shown),
+        "",
+        "## Does each trained kind beat the rule of its kind?",
+        "",
+        "Mean return per agent of the kind (currency per episode), trained minus its rule on "
+        "the same scenarios; paired s.e. per scenario pooled over seeds, and the s.e. of the "
+        "seeds' means.",
+        "",
+        "**In the market it was trained in** (every kind trained, against the same market with "
+        "this kind playing its rule):",
+        "",
+        tables.markdown_plain(shown_gains("trained")),
+        "",
+        "**Among scripted agents** (this kind trained, every other kind playing its rule, "
+        "against the all-scripted market):",
+        "",
+        tables.markdown_plain(shown_gains("scripted")),
+        "",
+        "## Figures",
+        "",
+        "Prices at each level (hourly mean over the held-out scenarios):",
+        "",
+        "![prices](prices.png)",
+        "",
+        "Producers' capacity (investment) and the renewable share of output over the episode:",
+        "",
+        "![investment](investment.png)",
+        "",
+        "![renewable share](renewable_share.png)",
+        "",
+        "Training curves (mean episode return per update, mean over seeds):",
+        "",
+        "![learning](learning.png)",
+        "",
+        "Files: `kpis.csv` (every KPI with its s.e.), `kind_vs_scripted.csv`, `training.csv` "
+        "(wall time and env-steps/s per training), `cells/*.json` (raw per-scenario results; "
+        "written by the command, not committed), "
+        "`study.json` (config and hardware).",
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def _describe(cfg: DictConfig) -> str:
+    e = cfg.env
+    return (
+        f"{e.num_producers} producers, {e.num_utilities} utilities, {e.num_consumers} consumers, "
+        f"{e.num_prosumers} prosumers and a regulator over {e.num_days} day(s) of hourly steps"
+    )
+
+
+def findings(cfg: DictConfig, results: dict, kpi_rows: list, gain_rows: list) -> list[str]:
+    """A few sentences computed from the numbers (so they stay true when the study reruns)."""
+    out = []
+    by = {(r["cell"], r["policy"]): r for r in kpi_rows}
+    cells_ = list(results)
+    algos = list(cfg.algos)
+
+    def mean_over(policy, key, pred):
+        vals = [by[(c, policy)][key] for c in cells_ if pred(c) and (c, policy) in by]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    s1 = lambda c: c.startswith("s1-")  # noqa: E731
+    s2 = lambda c: c.startswith("s2-")  # noqa: E731
+    if any(map(s1, cells_)) and any(map(s2, cells_)):
+        out.append(
+            "Market design, scripted agents: retail price "
+            f"{mean_over('scripted', 'retail_price', s1):.1f} (scenario 1) vs "
+            f"{mean_over('scripted', 'retail_price', s2):.1f} (scenario 2) currency/MWh, "
+            f"wholesale {mean_over('scripted', 'wholesale_price', s1):.1f} vs "
+            f"{mean_over('scripted', 'wholesale_price', s2):.1f}, welfare "
+            f"{mean_over('scripted', 'welfare', s1):.0f} vs "
+            f"{mean_over('scripted', 'welfare', s2):.0f} per episode."
+        )
+    every = lambda c: True  # noqa: E731
+    for algo in algos:
+        out.append(
+            f"Trained ({algo}) against scripted, mean over the cells: retail price "
+            f"{mean_over(algo, 'retail_price', every):.1f} vs "
+            f"{mean_over('scripted', 'retail_price', every):.1f} currency/MWh, utilities' mean "
+            f"markup {mean_over(algo, 'mean_markup', every):.1f} vs "
+            f"{mean_over('scripted', 'mean_markup', every):.1f}, consumer surplus "
+            f"{mean_over(algo, 'consumer_surplus', every):.1f} vs "
+            f"{mean_over('scripted', 'consumer_surplus', every):.1f}, welfare "
+            f"{mean_over(algo, 'welfare', every):.1f} vs "
+            f"{mean_over('scripted', 'welfare', every):.1f} per episode."
+        )
+    on = lambda c: "regulator_on" in c  # noqa: E731
+    off = lambda c: "regulator_off" in c  # noqa: E731
+    for pol in ["scripted", *algos]:
+        if any(map(on, cells_)) and any(map(off, cells_)):
+            out.append(
+                f"Regulator on vs off ({pol}): mean markup "
+                + " vs ".join(f"{mean_over(pol, 'mean_markup', f):.3f}" for f in (on, off))
+                + ", renewable share "
+                + " vs ".join(f"{mean_over(pol, 'renewable_share', f):.3f}" for f in (on, off))
+                + ", investment "
+                + " vs ".join(f"{mean_over(pol, 'invest_kw', f):.1f}" for f in (on, off))
+                + f" kW, regulator's budget {mean_over(pol, 'regulator_budget', on):.0f} (on)."
+            )
+    if max(r["invest_kw"] for r in kpi_rows) <= 0.0:
+        out.append(
+            f"No producer invested in any cell, scripted or trained: with {cfg.env.num_days}-day "
+            "episodes and the default build delay of 2 days, capacity ordered cannot run, let "
+            "alone pay back, within an episode (the investment figure is flat for that reason; "
+            "longer episodes, `env.num_days=7`, are needed to study investment)."
+        )
+    mixes = list(cfg.grid.personas)
+    if len(mixes) > 1:
+        a, b = mixes[0], mixes[1]
+        out.append(
+            f"Persona mix, scripted agents: the retail price is "
+            f"{mean_over('scripted', 'retail_price', lambda c: c.endswith(a)):.1f} ({a}) vs "
+            f"{mean_over('scripted', 'retail_price', lambda c: c.endswith(b)):.1f} ({b}) "
+            "currency/MWh (the scripted utilities price cost-plus whatever their persona; "
+            "personas change what a trained utility is rewarded for)."
+        )
+        for algo in algos:
+            out.append(
+                f"Persona mix, {algo}: mean markup "
+                f"{mean_over(algo, 'mean_markup', lambda c: c.endswith(a)):.3f} ({a}) vs "
+                f"{mean_over(algo, 'mean_markup', lambda c: c.endswith(b)):.3f} ({b}), "
+                f"renewable share {mean_over(algo, 'renewable_share', lambda c: c.endswith(a)):.3f}"
+                f" vs {mean_over(algo, 'renewable_share', lambda c: c.endswith(b)):.3f}."
+            )
+    where = {
+        "trained": "in the market it was trained in",
+        "scripted": "trained alone among scripted agents",
+    }
+    for market, words in where.items():
+        for algo in algos:
+            rows = [g for g in gain_rows if g["algo"] == algo and g["market"] == market]
+            ahead = []
+            for kind in [k for k in KINDS if any(g["kind"] == k for g in rows)]:
+                ks = [g for g in rows if g["kind"] == kind]
+                sig = sum(g["diff"] > 2 * g["paired_se"] for g in ks)
+                worse = sum(g["diff"] < -2 * g["paired_se"] for g in ks)
+                mean = np.mean([g["diff"] / max(abs(g["rule"]), 1e-9) for g in ks])
+                ahead.append(
+                    f"{kind} ahead of its rule in {sig}/{len(ks)} cells, behind in {worse} "
+                    f"(mean {100 * mean:+.0f} % of the rule's return)"
+                )
+            out.append(
+                f"{algo.upper()}, each kind {words}, against the rule of its kind (beyond 2 "
+                "paired s.e.): " + "; ".join(ahead) + "."
+            )
+    return out
