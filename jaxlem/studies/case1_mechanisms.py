@@ -33,6 +33,7 @@ from jaxlem.train import evaluate as ev
 from jaxlem.train.config import TrainConfig
 from jaxlem.train.driver import run_training
 
+CLEAR_CACHES = True  # one compiled trainer, evaluator and optimum per rule
 BASELINES = ("rule_based_battery", "zero_intelligence", "dso_only")
 KPIS = (
     "mean_agent_return",

@@ -6,7 +6,9 @@ budgets, and a ``quick`` block merged over it by ``quick``) plus a module with t
 - ``cells(cfg) -> list[str]``: the independent pieces of work, in order;
 - ``run_cell(cfg, cell, log) -> dict``: one piece, returning JSON-able results;
 - ``report(cfg, results, out, meta) -> None``: tables, CSVs, figures and ``README.md`` from
-  every cell's results.
+  every cell's results;
+- optionally ``CLEAR_CACHES = True`` when every cell compiles programs of its own (a static
+  setting per cell): they are freed after each cell.
 
 Each finished cell is saved at once under ``<out>/cells/<cell>.json`` with a hash of the config,
 so a stopped study resumes where it stopped (cells of another config are run again), and the
@@ -15,6 +17,7 @@ report is written from the saved results.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
@@ -124,6 +128,11 @@ def run_study(
         tmp.write_text(json.dumps(payload, indent=1))
         tmp.replace(path)  # a cell is saved whole or not at all
         results[cell] = result
+        if getattr(module, "CLEAR_CACHES", False):
+            # cells that compile their own programs: free them, or a long study runs out of
+            # memory for new code (LLVM "Unable to allocate section memory")
+            jax.clear_caches()
+            gc.collect()
         left = len(cells) - i - 1
         eta = f", about {done_s / ran * left / 60:.0f} min left" if left else ""
         log(f"[{i + 1}/{len(cells)}] {cell}: {spent:.0f} s{eta}")
