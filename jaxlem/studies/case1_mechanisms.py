@@ -128,13 +128,8 @@ def rows(results: dict) -> list[dict]:
     """One row per (rule, policy): trained mean ± s.e. over seeds, baselines over scenarios."""
     out = []
     for rule, r in results.items():
-        seeds = r["trained"]
-        row: dict[str, Any] = {"rule": rule, "policy": "trained"}
-        for k in KPIS:
-            v = np.asarray([s[k] for s in seeds])
-            row[k] = float(v.mean())
-            row[k + "_se"] = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
-        out.append(row)
+        seeds = ev.summarize({k: [s[k] for s in r["trained"]] for k in KPIS})
+        out.append({"rule": rule, "policy": "trained", **seeds})
         for name, s in r["baselines"].items():
             out.append({"rule": rule, "policy": name, **ev.summarize(s)})
     return out

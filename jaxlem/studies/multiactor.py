@@ -31,7 +31,6 @@ from omegaconf import DictConfig, OmegaConf
 import jaxlem
 from jaxlem.envs.multiactor import policies
 from jaxlem.envs.multiactor.types import KINDS
-from jaxlem.rollout import rollout
 from jaxlem.studies import figures, tables
 from jaxlem.studies.runner import header
 from jaxlem.train import banks
@@ -105,19 +104,17 @@ def _mixed(core: Any):
 
 @functools.lru_cache(maxsize=16)
 def _trace_fn(env: Any, policy: Any):
-    """Mean over a bank of scenarios of the traced info entries, per step."""
+    """Mean over a bank of scenarios of the traced info entries, per step (producers'
+    capacity summed)."""
+    one = ev.trace_fn(env, policy, TRACES)
 
-    def episode(k, p, state):
-        def pol(kk, obs, e, pp):
-            return policy(kk, obs, e, pp, state)
+    def mean(k, p, s):
+        tr = jax.tree_util.tree_map(
+            lambda x: x.mean(0), jax.vmap(one, in_axes=(0, 0, None))(k, p, s)
+        )
+        return {**tr, "capacity_kw": tr["capacity_kw"].sum(-1)}
 
-        _, infos = rollout(env, pol, k, p)
-        out = {name: infos[name] for name in TRACES}
-        out["capacity_kw"] = out["capacity_kw"].sum(-1)
-        return out
-
-    batched = jax.vmap(episode, in_axes=(0, 0, None))
-    return jax.jit(lambda k, p, s: jax.tree_util.tree_map(lambda x: x.mean(0), batched(k, p, s)))
+    return jax.jit(mean)
 
 
 def run_cell(cfg: DictConfig, cell: str, log) -> dict:
@@ -171,7 +168,6 @@ def run_cell(cfg: DictConfig, cell: str, log) -> dict:
                     rule.setdefault(name, []).append(
                         _episodes(env, policy, held, ep_seed, (runner, kinds != k))
                     )
-        curve = [r.get("eval_return") for r in res["rows"] if "eval_return" in r]
         out["algos"][algo] = {
             "episodes": per,  # [trained rows][seed] -> {kpi: [scenario values]}
             "rule_in_trained": rule,  # [kind playing its rule][seed] -> {kpi: [...]}
@@ -183,7 +179,6 @@ def run_cell(cfg: DictConfig, cell: str, log) -> dict:
                 float(np.mean([r["episode_return"] for r in res["rows"] if r["update"] == u]))
                 for u in sorted({r["update"] for r in res["rows"]})
             ],
-            "eval_curve": curve,
         }
     return out
 
@@ -203,12 +198,7 @@ def _traces(env, policy, keys, bank, state) -> dict[str, list[float]]:
 
 def _seed_rows(per_seed: list[dict], keys) -> dict[str, float]:
     """Mean and s.e. over seeds of each KPI's per-seed mean over scenarios."""
-    row = {}
-    for k in keys:
-        vals = np.asarray([np.mean(s[k]) for s in per_seed])
-        row[k] = float(vals.mean())
-        row[k + "_se"] = float(vals.std(ddof=1) / np.sqrt(vals.size)) if vals.size > 1 else 0.0
-    return row
+    return ev.summarize({k: [np.mean(s[k]) for s in per_seed] for k in keys})
 
 
 def _scenario_row(sample: dict, keys) -> dict[str, float]:
