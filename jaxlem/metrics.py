@@ -73,6 +73,59 @@ def battery_cycles(
     return _safe_div(throughput_kwh, 2.0 * capacity_kwh)
 
 
+def correlation(a: Float[Array, "*batch T"], b: Float[Array, "*batch T"], axis: int = -1):
+    """Pearson correlation of two series (0 if either is constant)."""
+    x = a - jnp.mean(a, axis=axis, keepdims=True)
+    y = b - jnp.mean(b, axis=axis, keepdims=True)
+    den = jnp.sqrt(jnp.sum(x * x, axis=axis) * jnp.sum(y * y, axis=axis))
+    return _safe_div(jnp.sum(x * y, axis=axis), den)
+
+
+def lerner_index(
+    receipts: Float[Array, "T N"],
+    sold_kwh: Float[Array, "T N"],
+    opportunity_price: Float[Array, "T ..."],
+) -> Float[Array, " N"]:
+    """Lerner index of each seller over an episode, ``(p - c) / p``: ``p`` its average realised
+    P2P price (receipts / energy sold), ``c`` its volume-weighted opportunity cost
+    (``opportunity_price``, currency/MWh, per step [T] or per step and agent [T, N]: the FiT it
+    would get from the DSO, or a unit's marginal cost). Receipts in currency, energy in kWh; 0
+    for an agent that sold nothing. Equals ``1 - sum_t sold c_t / (1000 sum_t receipts)``."""
+    c = opportunity_price if opportunity_price.ndim == sold_kwh.ndim else opportunity_price[:, None]
+    cost = jnp.sum(sold_kwh * c, axis=0) / 1000.0  # currency the DSO would have paid
+    rec = jnp.sum(receipts, axis=0)
+    return jnp.where(jnp.sum(sold_kwh, axis=0) > _EPS, 1.0 - _safe_div(cost, rec), 0.0)
+
+
+def withholding_ratio(
+    offered_kwh: Float[Array, "T N"], available_kwh: Float[Array, "T N"]
+) -> Float[Array, " N"]:
+    """Quantity withholding of each seller over an episode: ``1 - sum_t offered / sum_t
+    available`` (available: its surplus after its own battery decision; 0 for an agent that
+    never had a surplus)."""
+    avail = jnp.sum(available_kwh, axis=0)
+    return jnp.where(avail > _EPS, 1.0 - _safe_div(jnp.sum(offered_kwh, axis=0), avail), 0.0)
+
+
+def group_mean(
+    values: Float[Array, "*batch N"],
+    groups: ArrayLike,
+    num_groups: int,
+    weights: Float[Array, "*batch N"] | None = None,
+) -> Float[Array, "*batch G"]:
+    """Per-group (weighted) mean of per-agent ``values``; ``groups`` [N] ints in
+    ``[0, num_groups)`` (static count); 0 for an empty group or zero weight."""
+    w = jnp.ones_like(values) if weights is None else jnp.broadcast_to(weights, values.shape)
+    onehot = jax.nn.one_hot(jnp.asarray(groups), num_groups, dtype=values.dtype)  # [N, G]
+    return _safe_div((values * w) @ onehot, w @ onehot)
+
+
+def deadweight_loss(welfare: ArrayLike, optimum_welfare: ArrayLike) -> Array:
+    """Welfare lost against the perfect-foresight optimum (currency; >= 0 up to rounding for
+    any policy, since the optimum is an upper bound)."""
+    return jnp.asarray(optimum_welfare) - jnp.asarray(welfare)
+
+
 def lem_episode_kpis(
     info: dict[str, Any], reward: Float[Array, "T N"]
 ) -> dict[str, Float[Array, ""]]:
@@ -86,7 +139,7 @@ def lem_episode_kpis(
     price_std = jnp.sqrt(
         _safe_div(jnp.sum(vol * (info["clearing_price"] - price_mean) ** 2), jnp.sum(vol))
     )
-    return {
+    kpis = {
         "community_cost": jnp.sum(info["community_cost"]),
         "baseline_cost": jnp.sum(info["baseline_cost"]),
         "savings": jnp.sum(info["savings"]),
@@ -103,6 +156,31 @@ def lem_episode_kpis(
         "gini_profit": gini(profit),
         "curtailment_kwh": jnp.sum(info["curtail_kwh"]),
         "battery_throughput_kwh": jnp.sum(info["battery_throughput_kwh"]),
+    }
+    if "net_position_kwh" in info:  # the order book (lem-v0 >= this version)
+        kpis.update(market_power_kpis(info))
+    return kpis
+
+
+def market_power_kpis(info: dict[str, Any]) -> dict[str, Float[Array, ""]]:
+    """Community-level Lerner index (sales-weighted over sellers, against the FiT), quantity
+    withholding (``1 - offered / surplus`` over all surpluses) and storage alignment (the
+    correlation over steps between the community's net battery charging and its surplus
+    before batteries: storage absorbing the community's surplus, not only its own) from
+    ``lem-v0`` infos [T, ...]."""
+    sold = info["p2p_sold_kwh"]
+    receipts = jnp.maximum(-info["p2p_payment"], 0.0) * (sold > 0)
+    lerner = lerner_index(receipts, sold, info["fit"])
+    surplus = jnp.maximum(info["net_position_kwh"], 0.0)
+    offered = jnp.where(info["net_position_kwh"] > 0, info["order_kwh"], 0.0)
+    net_charge = jnp.sum(info["charge_kwh"] - info["discharge_kwh"], axis=-1)
+    community_surplus = jnp.sum(info["pv_kwh"] - info["demand_kwh"], axis=-1)
+    return {
+        "lerner": _safe_div(jnp.sum(lerner * jnp.sum(sold, axis=0)), jnp.sum(sold)),
+        "withholding": jnp.where(
+            jnp.sum(surplus) > _EPS, 1.0 - _safe_div(jnp.sum(offered), jnp.sum(surplus)), 0.0
+        ),
+        "storage_alignment": correlation(net_charge, community_surplus),
     }
 
 

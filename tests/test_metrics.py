@@ -355,3 +355,97 @@ def test_lem_episode_kpis_all_zero_is_finite():
         "gini_profit",
     ):
         assert k[name] == 0.0, name
+
+
+# ------------------------------------------------------------ market power and coordination
+
+
+def ref_lerner(receipts, sold, c):
+    """Per seller: (p - c) / p with p = 1000 receipts / sold and c the volume-weighted FiT."""
+    out = np.zeros(sold.shape[1])
+    for i in range(sold.shape[1]):
+        q = sold[:, i].sum()
+        if q > 0:
+            p = 1000.0 * receipts[:, i].sum() / q
+            cbar = (sold[:, i] * c).sum() / q
+            out[i] = (p - cbar) / p
+    return out
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1))
+def test_lerner_withholding_group_mean_correlation_match_numpy(seed):
+    rng = np.random.default_rng(seed)
+    t, n = 6, 5
+    sold = rng.uniform(0, 3, (t, n)) * (rng.random((t, n)) < 0.6)
+    sold[:, 0] = 0.0  # a seller that never sells
+    price = rng.uniform(40, 300, (t, n))  # currency/MWh
+    receipts = sold * price / 1000.0
+    fit = rng.uniform(20, 60, t)
+    got = np.asarray(
+        metrics.lerner_index(jnp.asarray(receipts), jnp.asarray(sold), jnp.asarray(fit))
+    )
+    np.testing.assert_allclose(got, ref_lerner(receipts, sold, fit), rtol=1e-4, atol=1e-5)
+    assert got[0] == 0.0
+
+    avail = rng.uniform(0, 4, (t, n)) * (rng.random((t, n)) < 0.7)
+    avail[:, 1] = 0.0
+    offered = avail * rng.uniform(0, 1, (t, n))
+    w = np.asarray(metrics.withholding_ratio(jnp.asarray(offered), jnp.asarray(avail)))
+    for i in range(n):
+        a = avail[:, i].sum()
+        assert w[i] == pytest.approx(1 - offered[:, i].sum() / a if a > 0 else 0.0, abs=1e-5)
+
+    groups = rng.integers(0, 3, n)
+    vals, wts = rng.normal(size=n), rng.uniform(0, 2, n)
+    gm = np.asarray(metrics.group_mean(jnp.asarray(vals), groups, 3, jnp.asarray(wts)))
+    for g in range(3):
+        m = groups == g
+        want = (vals[m] * wts[m]).sum() / wts[m].sum() if m.any() else 0.0
+        assert gm[g] == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+    a, b = rng.normal(size=24), rng.normal(size=24)
+    assert float(metrics.correlation(jnp.asarray(a), jnp.asarray(b))) == pytest.approx(
+        np.corrcoef(a, b)[0, 1], abs=1e-5
+    )
+
+
+def test_lerner_hand_computed_and_degenerate_inputs():
+    # one seller: 2 kWh at 150 and 2 kWh at 50 currency/MWh, FiT 50 both steps:
+    # p = 100, c = 50, L = 0.5
+    sold = jnp.asarray([[2.0], [2.0]])
+    receipts = jnp.asarray([[0.3], [0.1]])
+    assert float(metrics.lerner_index(receipts, sold, jnp.asarray([50.0, 50.0]))[0]) == (
+        pytest.approx(0.5)
+    )
+    zeros = jnp.zeros((3, 4))
+    for v in (
+        metrics.lerner_index(zeros, zeros, jnp.zeros(3)),
+        metrics.withholding_ratio(zeros, zeros),
+        metrics.group_mean(jnp.zeros(4), np.zeros(4, int), 2),
+        metrics.correlation(jnp.zeros(5), jnp.ones(5)),
+    ):
+        assert np.all(np.asarray(v) == 0.0)
+
+
+def test_market_power_kpis_on_a_lem_episode():
+    """On a real episode: the rule-based battery offers its whole surplus (withholding 0) and
+    never sells below the FiT in expectation of the average rule (Lerner in (0, 1)); a policy
+    offering half of every surplus withholds one half."""
+    import jaxlem
+    from jaxlem.envs.lem import policies
+    from jaxlem.rollout import rollout
+
+    env = jaxlem.make("lem-v0", scenario="case2-monopoly")
+    params = env.default_params
+
+    def half(key, obs, e, p):
+        a = policies.rule_based_battery(key, obs, e, p)
+        return a.at[:, 2].set(0.0)  # offered share 0.5 of the surplus
+
+    for policy, want in ((policies.rule_based_battery, 0.0), (half, 0.5)):
+        r, info = jax.jit(lambda k, pol=policy: rollout(env, pol, k, params))(jax.random.key(3))
+        k = metrics.market_power_kpis(info)
+        assert float(k["withholding"]) == pytest.approx(want, abs=1e-5)
+        assert 0.0 < float(k["lerner"]) < 1.0
+        assert -1.0 <= float(k["storage_alignment"]) <= 1.0

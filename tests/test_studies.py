@@ -86,3 +86,106 @@ def test_study_configs_merge_quick_and_refuse_unknown_settings():
     with pytest.raises(ValueError, match="study: got 'nope'"):
         runner.load_config("nope")
     assert runner.default_out("multiactor", False).as_posix() == "experiments/results/multiactor"
+
+
+# ------------------------------------------------------------- study helpers and figures
+
+
+def test_large_agents_per_scenario():
+    """Large: PV at least half the scenario's largest; where every agent is (balanced), only
+    the scenario's single largest."""
+    import numpy as np
+
+    from jaxlem.studies.case2_market_power import large_agents
+
+    kw = np.asarray([[300, 20, 35, 30], [120, 140, 30, 25], [50, 55, 45, 52]], float)
+    np.testing.assert_array_equal(
+        large_agents(kw),
+        [[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 0, 0]],
+    )
+
+
+def test_group_kpis_hand_computed():
+    """Two scenarios, two agents; the group is agent 0 in the first scenario and both in the
+    second. Lerner = 1 - FiT value / receipts; withholding = 1 - offered / surplus; ask price
+    weighted by the surplus; NaN where the group sold nothing or had no surplus."""
+    import numpy as np
+
+    from jaxlem.studies.case2_market_power import group_kpis
+
+    sample = {
+        "agent_return": [[1.0, 3.0], [2.0, 4.0]],
+        "agent_sold": [[2.0, 0.0], [0.0, 0.0]],
+        "agent_receipts": [[0.4, 0.0], [0.0, 0.0]],
+        "agent_fit_value": [[0.1, 0.0], [0.0, 0.0]],
+        "agent_offered": [[3.0, 1.0], [0.0, 0.0]],
+        "agent_surplus": [[4.0, 1.0], [0.0, 0.0]],
+        "agent_ask": [[400.0, 50.0], [0.0, 0.0]],
+        "gain_share": [0.5, 0.5],  # not a per-agent key: ignored
+    }
+    mask = np.asarray([[True, False], [True, True]])
+    g = group_kpis(sample, mask)
+    np.testing.assert_allclose(g["lerner"][0], 0.75)
+    np.testing.assert_allclose(g["withholding"][0], 0.25)
+    np.testing.assert_allclose(g["ask_price"][0], 100.0)
+    np.testing.assert_allclose(g["return_per_agent"], [1.0, 3.0])
+    assert np.isnan(g["lerner"][1]) and np.isnan(g["withholding"][1])
+
+
+def test_paired_differences_and_seed_means():
+    import numpy as np
+
+    from jaxlem.studies import lem_cells
+
+    cell = {
+        "baselines": {"rule": {"x": [1.0, 2.0, 3.0]}},
+        "trained": [{"x": [2.0, 2.0, 5.0]}, {"x": [1.0, 3.0, 4.0]}],
+    }
+    d = np.asarray([1.0, 0.0, 2.0, 0.0, 1.0, 1.0])
+    m, se = lem_cells.paired(cell, "x", "rule")
+    assert m == pytest.approx(d.mean()) and se == pytest.approx(d.std(ddof=1) / np.sqrt(6))
+    s = lem_cells.seed_means(cell, ("x",))
+    assert s["x"] == pytest.approx(2.833333, rel=1e-5)
+    assert s["x_se"] == pytest.approx(np.std([3.0, 8 / 3], ddof=1) / np.sqrt(2))
+
+
+def test_study_figures_write_pngs(tmp_path):
+    """Every study figure renders from small synthetic inputs (a PNG file each)."""
+    import numpy as np
+
+    from jaxlem.studies import figures
+
+    rng = np.random.default_rng(0)
+    cap = {s: {"hhi_capacity": h, "cr1_capacity": c, "cr3_capacity": 0.8, "min_kw": 20.0,
+               "max_kw": 60.0 + h / 100, "total_kw": 300.0}
+           for s, h, c in (("a", 1200.0, 0.2), ("b", 5000.0, 0.7))}  # fmt: skip
+    table = [
+        {"structure": s, "policy": p, "mean_agent_return": -r, "mean_agent_return_se": 0.1,
+         "hhi_sales": 3000.0, "hhi_sales_se": 50.0, "cr1_sales": 0.5, "cr1_sales_se": 0.01,
+         "cr3_sales": 0.9, "cr3_sales_se": 0.01}
+        for s in cap
+        for r, p in enumerate(("trained", "rule_based_battery", "zero_intelligence", "optimum"))
+    ]  # fmt: skip
+    tr = {"fit": [50.0] * 4, "utility": [150.0] * 4, "clearing_price": [0, 100, 110, 0],
+          "p2p_volume_kwh": [0, 2, 3, 0], "import_kwh": [5, 1, 0, 4]}  # fmt: skip
+    calls = {
+        "mp.png": lambda p: figures.market_power(cap, table, p),
+        "perf.png": lambda p: figures.performance(cap, table, p),
+        "bars.png": lambda p: figures.grouped_bars(
+            table, "structure", ["mean_agent_return"], ["trained", "optimum"], p
+        ),
+        "tbl.png": lambda p: figures.table_bars(cap, ["hhi_capacity", "total_kw"], p),
+        "mkt.png": lambda p: figures.market_over_time({"a": {"trained": tr}}, p),
+        "vio.png": lambda p: figures.violins({"a": {"trained": rng.normal(size=50)}}, "x", p),
+        "heat.png": lambda p: figures.trade_heatmaps({"a": rng.random((3, 3))}, p),
+        "net.png": lambda p: figures.trade_network(
+            rng.random((3, 3)), np.ones(3), ["0", "1", "2"], "t", p
+        ),
+        "soc.png": lambda p: figures.soc_trajectories({"a": rng.random((4, 3))}, p),
+        "curves.png": lambda p: figures.seed_band_curves(
+            {"a": {"seeds": rng.normal(size=(2, 5)), "refs": {"optimum": 1.0}}}, p
+        ),
+    }
+    for name, draw in calls.items():
+        draw(tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name

@@ -360,3 +360,26 @@ def test_pair_terms_reconcile_with_clear(rule):
     np.testing.assert_allclose(pay, res.payment, atol=1e-4)
     np.testing.assert_allclose(loss, res.loss, atol=1e-5)
     np.testing.assert_allclose(log["fee"].sum(), float(res.fee.sum()), rtol=1e-5)
+
+
+@pytest.mark.parametrize("scenario", ["case5-mixed", "case1-bill_sharing"])
+def test_episode_trades_replays_the_env_clearing(scenario):
+    """The [seller, buyer] matrix rebuilt from an episode's info adds up to every agent's P2P
+    sales and purchases of that episode (same tie-break key, reference price and transfer
+    limit as the step); an env whose actions carry partners is refused."""
+    import jaxlem
+    from jaxlem.envs.lem import policies, trades
+    from jaxlem.rollout import rollout
+
+    env = jaxlem.make("lem-v0", scenario=scenario)
+    p = env.default_params
+    _, info = jax.jit(lambda k: rollout(env, policies.zero_intelligence, k, p))(jax.random.key(1))
+    m = trades.episode_trades(env, p, info)
+    sold = np.asarray(info["p2p_sold_kwh"]).sum(0)
+    bought = np.asarray(info["p2p_bought_kwh"]).sum(0)
+    assert sold.sum() > 1.0
+    np.testing.assert_allclose(m.sum(axis=1), sold, atol=1e-4 * sold.sum())
+    np.testing.assert_allclose(m.sum(axis=0), bought, atol=1e-4 * sold.sum())
+    assert np.all(np.diagonal(m) == 0.0)
+    with pytest.raises(ValueError, match="partner_stage"):
+        trades.episode_trades(jaxlem.make("lem-v0", partner_stage=True), p, info)

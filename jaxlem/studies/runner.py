@@ -37,6 +37,11 @@ from jaxlem.app.hardware import hardware
 # study name -> the module that defines it (the config is configs/study/<name>.yaml)
 STUDIES: dict[str, str] = {
     "case1-mechanisms": "jaxlem.studies.case1_mechanisms",
+    "case2-market-power": "jaxlem.studies.case2_market_power",
+    "case3-dso": "jaxlem.studies.case3_dso",
+    "case5-storage": "jaxlem.studies.case5_storage",
+    "case6-cooperation": "jaxlem.studies.case6_cooperation",
+    "gencos": "jaxlem.studies.gencos",
     "multiactor": "jaxlem.studies.multiactor",
 }
 

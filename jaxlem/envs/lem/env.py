@@ -288,7 +288,12 @@ class LEMEnv(Environment[LEMState, LEMParams]):
         )
         money = stages.settle(self, pos, book, trades, bat, (fit_t, util_t), last, params)
         reward = stages.reward(money.profit, params)
-        info = stages.kpis(state, pos, trades, money, bat, (fit_t, util_t, util_base), last, params)
+        info = stages.kpis(
+            state, pos, book, trades, money, bat, (fit_t, util_t, util_base), last, params
+        )
+        info["tie_key"] = jax.random.key_data(
+            k_tie
+        )  # replays the clearing (``trades.episode_trades``)
 
         state = stages.next_state(self, k_draw, state, book, trades, bat, pos.lmp, params)
         res = trades.result
