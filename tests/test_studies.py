@@ -189,3 +189,22 @@ def test_study_figures_write_pngs(tmp_path):
     for name, draw in calls.items():
         draw(tmp_path / name)
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_cell_names_round_trip():
+    """Cell names encode the static setting and the swept number, and parse back."""
+    from jaxlem.studies import case3_dso, case4_grid, case6_cooperation, runner
+
+    cfg = runner.load_config("case4-grid")
+    for cell in case4_grid.cells(cfg):
+        feeder, limit = case4_grid.parse(cell)
+        assert cell == f"{feeder}-{case4_grid._limit_name(limit)}"
+    assert case4_grid.parse("ieee34-unlimited") == ("ieee34", float("inf"))
+    assert case6_cooperation.parse("community-alpha0.5") == ("community", 0.5)
+    cfg = runner.load_config("case3-dso")
+    cells = case3_dso.cells(cfg)
+    assert cells[0] == "none" and case3_dso.parse("p2p_fee=20") == ("p2p_fee", 20.0)
+    bad = runner.load_config("case3-dso", overrides=("sweeps.dynamic_tariff=[1.0]",))
+    bad.sweeps["unknown"] = [1.0]
+    with pytest.raises(ValueError, match="sweeps.unknown"):
+        case3_dso.cells(bad)

@@ -242,6 +242,7 @@ def _run_python(code: str, **env_extra) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # a fresh process with 4 host devices (about 40 s); pytest -m slow
 def test_scenario_batch_sharded_over_four_devices_matches_one_device():
     code = textwrap.dedent(
         """

@@ -98,3 +98,15 @@ def test_scenario_bank_is_validated_too():
     ENV.check_params(bank)
     with pytest.raises(ValueError, match="soc_max"):
         ENV.check_params(bank.replace(soc_max=bank.soc_max.at[2, 1].set(1.5)))
+
+
+def test_dcopf_feeder_names_a_bundled_case_or_a_generated_radial_tree():
+    import jaxlem
+
+    env = jaxlem.make("lem-v0", grid_mode="dcopf", grid_case="radial-12-3", num_agents=15)
+    p = env.default_params
+    assert p.network.num_buses == 12 and p.network.num_branches == 11
+    assert int(p.node.min()) >= 1 and int(p.node.max()) <= 11  # never the supply point
+    for bad in ("nope", "radial-1", "radial-x", "radial-5-1-2"):
+        with pytest.raises(ValueError, match="grid_case: got"):
+            jaxlem.make("lem-v0", grid_mode="dcopf", grid_case=bad)

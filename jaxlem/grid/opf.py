@@ -76,6 +76,9 @@ def _finite(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.where(ok, x, 0.0), ~jnp.all(ok)
 
 
+MIN_SHED_BOUND_PU = 1e-5  # 1 kW at a 100 MVA base
+
+
 def _dispatch(
     net: Network,
     fixed_inj_mw,  # [B] fixed injection (generation commitments minus load)
@@ -150,9 +153,11 @@ def _dispatch(
     nr = rows.shape[0]
     z_up, z_dn = sol.z[:nr], sol.z[nr:]
     mu = jnp.where(limited, z_up - z_dn, 0.0)
-    # d(objective)/d(load_n): load enters b_eq, h_up, h_dn and the shed upper bound
-    # (a bus without load has a fixed shed variable whose bound duals are not unique: skip it)
-    shed_bound = jnp.where(fixed_load_mw > 0, sol.z_ub[nv : nv + nb], 0.0)
+    # d(objective)/d(load_n): load enters b_eq, h_up, h_dn and the shed upper bound. A bus
+    # whose load is below the solver's resolution has a shed variable pinned between two
+    # bounds 0 and ~0, whose duals are not unique (they moved LMPs by hundreds of $/MWh):
+    # below MIN_SHED_BOUND_PU its LMP is the network's price.
+    shed_bound = jnp.where(fixed_load_mw / base > MIN_SHED_BOUND_PU, sol.z_ub[nv : nv + nb], 0.0)
     lmp = (-sol.y[0] - ptdf_rows.T @ mu - shed_bound) * cs / base
     return sol, x[:nv] * base, x[nv : nv + nb] * base, x[nv + nb :] * base, flow, lmp
 

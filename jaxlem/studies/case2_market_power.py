@@ -206,14 +206,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
     figures.trade_heatmaps(
         {s: r["traces"]["trained"]["trades"] for s, r in results.items()}, out / "trades.png"
     )
-    figures.seed_band_curves(
-        {s: {"seeds": r["curves"],
-             "refs": {"rule_based_battery": float(np.mean(
-                         r["baselines"]["rule_based_battery"]["mean_agent_return"])),
-                      "optimum": float(np.mean(r["optimum"]["mean_agent_return"]))}}
-         for s, r in results.items()},
-        out / "learning.png",
-    )  # fmt: skip
+    figures.seed_band_curves(lem_cells.curves(results), out / "learning.png")
     shown = []
     for g in groups:
         if g["policy"] == "zero_intelligence":
@@ -298,8 +291,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         "![learning](learning.png)",
         "",
-        "Files: `kpis.csv`, `groups.csv`, `capacity.csv`, `agents.csv`, `study.json`; "
-        "`cells/*.json` (per-scenario results; written by the command, not committed).",
+        tables.files_line("kpis.csv", "groups.csv", "capacity.csv", "agents.csv"),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
@@ -322,6 +314,26 @@ def findings(groups: list[dict], table: list[dict], cap: dict) -> list[str]:
                 f"({verdict}: {d:+.3g} ± {se:.2g})"
             )
         out.append(f"{st} (trained, large vs small agents): " + "; ".join(parts) + ".")
+    trained = [g for g in groups if g["policy"] == "trained"]
+
+    def higher(key: str) -> list[str]:
+        return [g["structure"] for g in trained
+                if g[f"{key}_diff"] > 2 * g[f"{key}_diff_se"]]  # fmt: skip
+
+    mark, hold = higher("lerner"), higher("withholding")
+    out.insert(
+        0,
+        "Do the large agents mark up or withhold? Their Lerner index is higher than the small "
+        f"agents' (paired, > 2 s.e.) in {len(mark)} of {len(trained)} structures"
+        + (f" ({', '.join(mark)})" if mark else "")
+        + f" and their withholding in {len(hold)}"
+        + (f" ({', '.join(hold)})" if hold else "")
+        + "; the differences are at most "
+        + f"{max((abs(g['lerner_diff']) for g in trained), default=0.0):.3f} in the Lerner "
+        + f"index and {max((abs(g['withholding_diff']) for g in trained), default=0.0):.3f} in "
+        + "withholding. The rule-based battery offers everything (withholding 0) at the DSO "
+        + "mid price.",
+    )
     by = {(r["structure"], r["policy"]): r for r in table}
     sts = list(cap)
     conc = sorted(sts, key=lambda s: cap[s]["hhi_capacity"])

@@ -115,13 +115,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
             figures.kpi_lines(sub, "strength", "policy", ["community_cost", "dso_fees",
                               "p2p_share", "peak_to_average_import", "curtailment_kwh",
                               "gain_share"], out / f"{name}.png")  # fmt: skip
-    figures.seed_band_curves(
-        {c: {"seeds": r["curves"], "refs": {"rule_based_battery": float(np.mean(
-             r["baselines"]["rule_based_battery"]["mean_agent_return"])),
-             "optimum": float(np.mean(r["optimum"]["mean_agent_return"]))}}
-         for c, r in results.items()},
-        out / "learning.png",
-    )  # fmt: skip
+    figures.seed_band_curves(lem_cells.curves(results), out / "learning.png")
     what = (
         f"lem-v0 communities of {cfg.env.num_agents} agents (the default market), the same "
         f"{cfg.eval_scenarios} held-out days in every cell. Interventions and strengths: "
@@ -164,8 +158,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         "![learning](learning.png)",
         "",
-        "Files: `kpis.csv`, `study.json`; `cells/*.json` (per-scenario results; written by "
-        "the command, not committed).",
+        tables.files_line("kpis.csv"),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))

@@ -163,21 +163,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         out / "network.png",
     )
     figures.soc_trajectories({p: t["trained"]["soc"] for p, t in traces.items()}, out / "soc.png")
-    figures.seed_band_curves(
-        {
-            p: {
-                "seeds": r["curves"],
-                "refs": {
-                    "rule_based_battery": float(
-                        np.mean(r["baselines"]["rule_based_battery"]["mean_agent_return"])
-                    ),
-                    "optimum": float(np.mean(r["optimum"]["mean_agent_return"])),
-                },
-            }
-            for p, r in results.items()
-        },
-        out / "learning.png",
-    )
+    figures.seed_band_curves(lem_cells.curves(results), out / "learning.png")
 
     first = next(iter(results.values()))
     what = (
@@ -263,8 +249,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         "![learning](learning.png)",
         "",
-        "Files: `kpis.csv`, `storage.csv`, `study.json`; `cells/*.json` (per-scenario "
-        "results; written by the command, not committed).",
+        tables.files_line("kpis.csv", "storage.csv"),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))

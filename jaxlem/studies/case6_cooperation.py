@@ -100,7 +100,8 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "(the agent's own state and market prices) or `community` (plus the community's "
         f"net position and supply/demand ratio, `global_obs`). Per cell, "
         f"{cfg.train.algo.upper()} trains {cfg.seeds} seeds for "
-        f"{cfg.train.total_timesteps:,} env steps."
+        f"{cfg.train.total_timesteps:,} env steps. Differences between cells: per seed, the "
+        "mean over the scenarios of the paired difference; mean ± s.e. over seeds."
     )
     lines = [
         header("Case 6: implicit cooperation", meta, what),
@@ -131,8 +132,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         "![learning](learning.png)",
         "",
-        "Files: `kpis.csv`, `study.json`; `cells/*.json` (per-scenario results; written by "
-        "the command, not committed).",
+        tables.files_line("kpis.csv"),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
@@ -140,7 +140,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
 
 def findings(results: dict, refs: dict) -> list[str]:
     """Sentences computed from the results: each KPI at the lowest against the highest alpha
-    (per observation, difference of the per-scenario means pooled over seeds, with s.e.), and
+    (per observation, mean ± s.e. over seeds of the paired difference), and
     the community observation against the own one at each alpha."""
     out = []
     by = {parse(c): r for c, r in results.items()}
@@ -182,7 +182,9 @@ def _mean(cell: dict, key: str) -> float:
 
 
 def _diff(a: dict, b: dict, key: str) -> tuple[float, float]:
-    """``a - b`` per scenario (seed i of ``a`` against seed i of ``b``), mean and s.e."""
+    """``a - b``: per seed, the mean over the scenarios of the paired difference (seed i of
+    ``a`` against seed i of ``b``); mean and s.e. over seeds (the cells are separate
+    trainings, so the seeds' spread is the uncertainty)."""
     pairs = zip(a["trained"], b["trained"], strict=True)
-    d = np.concatenate([np.asarray(x[key]) - np.asarray(y[key]) for x, y in pairs])
+    d = np.asarray([np.mean(np.asarray(x[key]) - np.asarray(y[key])) for x, y in pairs])
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0

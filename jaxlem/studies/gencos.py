@@ -41,8 +41,8 @@ from jaxlem.train.config import TrainConfig
 from jaxlem.train.driver import run_training
 
 CLEAR_CACHES = True
-KPIS = ("mean_agent_return", "welfare_ratio", "deadweight_loss", "cost_ratio",
-        "exploitability", "mean_system_lmp",
+KPIS = ("mean_agent_return", "welfare_ratio", "deadweight_loss", "exploitability",
+        "mean_system_lmp",
         "price_volatility", "hhi_dispatch", "ramp_binding_rate", "shed_mwh")  # fmt: skip
 OOD_KPIS = ("mean_agent_return", "welfare_ratio", "mean_system_lmp")
 SCRIPTED = ("truthful", "fixed_markup_0.5", "random_markup", "myopic_best_response")
@@ -77,8 +77,8 @@ def _episode(env: Any, act, key, params, with_br: bool) -> dict[str, jax.Array]:
             _, br, profit = policies.best_response(env, params, state, action)
             gain = metrics.exploitability_proxy(br, profit)
         obs, state, reward, _, info = env.step(k_step, state, action, params)
-        keep = ("p_gen", "lmp", "system_lmp", "welfare", "true_cost", "profit", "markup",
-                "ramp_binding", "shed_mw", "load_mw")  # fmt: skip
+        keep = ("p_gen", "lmp", "system_lmp", "welfare", "profit", "markup", "ramp_binding",
+                "shed_mw", "load_mw")  # fmt: skip
         return (obs, state, action), (reward, {k: info[k] for k in keep}, gain)
 
     keys = jax.random.split(key, env.num_steps)
@@ -91,10 +91,6 @@ def _kpis(ep: dict, planner: dict) -> dict[str, jax.Array]:
     k["exploitability"] = jnp.mean(ep["gain"])
     k["mean_agent_return"] = k.pop("mean_return")
     k["deadweight_loss"] = jnp.sum(planner["info"]["welfare"]) - jnp.sum(ep["info"]["welfare"])
-    planner_cost = jnp.sum(planner["info"]["true_cost"])
-    k["cost_ratio"] = jnp.where(
-        planner_cost > 1e-9, jnp.sum(ep["info"]["true_cost"]) / jnp.maximum(planner_cost, 1e-9), 0.0
-    )
     return k
 
 
@@ -393,8 +389,9 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "price-responsive demand − the units' true cost) × Δt; the welfare ratio divides a "
         "policy's episode welfare by the planner's (every unit truthful) on the same loads; "
         "it stays near 1 because the value of served load (at VOLL) dwarfs generation cost, "
-        "so the deadweight loss (planner welfare − welfare, $ per episode) and the cost "
-        "ratio (the units' true generation cost over the planner's) show the inefficiency. "
+        "so the deadweight loss (planner welfare − welfare, $ per episode: generation cost "
+        "above the least-cost dispatch plus the value of price-responsive demand priced out) "
+        "shows the inefficiency. "
         "Exploitability: the largest myopic gain of a single unit switching to its best "
         "uniform markup on an 11-level grid, $ per step, averaged over the episode. Money in "
         "$ per episode unless stated."
@@ -481,8 +478,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         "![learning](learning.png)",
         "",
-        "Files: `kpis.csv`, `ood.csv`, `nash.csv`, `study.json`; `cells/*.json` (written by "
-        "the command, not committed).",
+        tables.files_line("kpis.csv", "ood.csv", "nash.csv"),
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
@@ -500,7 +496,7 @@ def findings(table: list[dict], nash: list[dict], learners: dict) -> list[str]:
     ranked = sorted(table, key=lambda r: -r["welfare_ratio"])
     out.append(
         "Welfare ratio (planner = 1): "
-        + ", ".join(f"{r['policy']} {r['welfare_ratio']:.3f}" for r in ranked)
+        + ", ".join(f"{r['policy']} {r['welfare_ratio']:.4f}" for r in ranked)
         + "; exploitability ($/step): "
         + ", ".join(f"{r['policy']} {r['exploitability']:.0f}" for r in table)
         + "."
@@ -514,6 +510,20 @@ def findings(table: list[dict], nash: list[dict], learners: dict) -> list[str]:
             + " $/step), so an exploitability above 0 is distance from equilibrium, not a "
             "property of the game."
         )
+    out.append(
+        "Deadweight loss against the planner ($ per episode): "
+        + ", ".join(f"{r['policy']} {r['deadweight_loss']:.0f}" for r in table)
+        + "."
+    )
+    for a, r in learners.items():
+        pairs = (r.get("opponent_shift") or {}).get("pairs", [])
+        if pairs:
+            moves = ", ".join(f"{p['diff']:+.2f} ± {p['diff_se']:.2f}" for p in pairs)
+            own = float(np.mean([p["own"] for p in pairs]))
+            out.append(
+                f"{a}, opponent shift: a unit's return against another seed's opponents moves "
+                f"by {moves} (its return among its own seed: about {own:.1f})."
+            )
     if "truthful" in by:
         for a in learners:
             if a in by:

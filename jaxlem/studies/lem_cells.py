@@ -220,3 +220,20 @@ def paired(cell: dict, key: str, baseline: str) -> tuple[float, float]:
     base = np.asarray(cell["baselines"][baseline][key])
     d = np.concatenate([np.asarray(s[key]) - base for s in cell["trained"]])
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+
+
+def curves(results: dict) -> dict[str, dict]:
+    """``figures.seed_band_curves`` input: each cell's training curves per seed, with the
+    held-out mean return of the rule-based battery and of the optimum as references."""
+    return {
+        cell: {
+            "seeds": r["curves"],
+            "refs": {
+                "rule_based_battery": float(
+                    np.mean(r["baselines"]["rule_based_battery"]["mean_agent_return"])
+                ),
+                "optimum": float(np.mean(r["optimum"]["mean_agent_return"])),
+            },
+        }
+        for cell, r in results.items()
+    }

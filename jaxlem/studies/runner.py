@@ -39,6 +39,7 @@ STUDIES: dict[str, str] = {
     "case1-mechanisms": "jaxlem.studies.case1_mechanisms",
     "case2-market-power": "jaxlem.studies.case2_market_power",
     "case3-dso": "jaxlem.studies.case3_dso",
+    "case4-grid": "jaxlem.studies.case4_grid",
     "case5-storage": "jaxlem.studies.case5_storage",
     "case6-cooperation": "jaxlem.studies.case6_cooperation",
     "gencos": "jaxlem.studies.gencos",

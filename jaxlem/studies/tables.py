@@ -51,3 +51,12 @@ def markdown_plain(rows: list[dict]) -> str:
     return "\n".join(
         [head, sep, *("| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows)]
     )
+
+
+def files_line(*names: str) -> str:
+    """The report's closing line: its files, and the per-cell results that stay out of git."""
+    listed = ", ".join(f"`{n}`" for n in (*names, "study.json"))
+    return (
+        f"Files: {listed}; `cells/*.json` (per-cell results, kept for resuming; written by "
+        "the command, not committed)."
+    )

@@ -96,7 +96,7 @@ class LEMEnv(Environment[LEMState, LEMParams]):
     population: pop.Population = field(default_factory=pop.Population)  # drawn communities
     scenario: str = ""  # preset name (envs.lem.scenarios); "" = drawn from ``population``
     tariff: str = "tou"  # "tou": random time-of-use blocks per reset; "fixed": params profiles
-    grid_case: str = "ieee34"  # feeder of grid_mode='dcopf' (a bundled case)
+    grid_case: str = "ieee34"  # feeder of grid_mode='dcopf': a bundled case or "radial-<buses>"
     profile_source: str = "bank"  # "bank": the profile bank; "synthetic": the params tables
     profile_bank: str = "default"  # a shipped bank's name or the path of a jaxlem-profiles .npz
 
@@ -110,6 +110,8 @@ class LEMEnv(Environment[LEMState, LEMParams]):
         checks.check_choice("rule", self.rule, pricing.RULES)
         checks.check_choice("grid_mode", self.grid_mode, GRID_MODES)
         checks.check_int("num_feeders", self.num_feeders, 1)
+        if self.grid_mode == "dcopf":
+            lem_params.feeder_case(self.grid_case)  # a bad name raises here, naming grid_case
         checks.check_choice("tariff", self.tariff, TARIFFS)
         object.__setattr__(self, "population", pop.Population.from_config(self.population))
         checks.check_choice("profile_source", self.profile_source, PROFILE_SOURCES)

@@ -15,7 +15,7 @@ import numpy as np
 from jaxlem import checks, profiles
 from jaxlem.envs.lem.exogenous import num_kinds
 from jaxlem.envs.lem.types import LEMParams
-from jaxlem.grid import Network, distance_km, load_case
+from jaxlem.grid import Network, distance_km, load_case, make_topology
 
 
 def global_defaults(env: Any) -> dict[str, Any]:
@@ -65,10 +65,36 @@ def global_defaults(env: Any) -> dict[str, Any]:
     )
 
 
+RADIAL_BRANCH_KM = 0.5  # branch length of generated radial feeders
+
+
+def feeder_case(name: str) -> Network:
+    """A bundled case by name, or a generated radial tree ``radial-<buses>[-<seed>]`` (each
+    bus attached to a uniformly drawn earlier one, supply point at bus 0, branches of
+    ``RADIAL_BRANCH_KM``)."""
+    if not name.startswith("radial-"):
+        try:
+            return load_case(name)
+        except ValueError as e:
+            raise ValueError(
+                f"grid_case: got {name!r}; allowed: a bundled case or 'radial-<buses>[-<seed>]' "
+                f"({e})"
+            ) from None
+    parts = name.split("-")[1:]
+    ok = 1 <= len(parts) <= 2 and all(p.isdigit() for p in parts) and int(parts[0]) >= 2
+    if not ok:
+        raise ValueError(
+            f"grid_case: got {name!r}; allowed: a bundled case or 'radial-<buses>[-<seed>]' "
+            "with buses >= 2"
+        )
+    seed = int(parts[1]) if len(parts) == 2 else 0
+    return make_topology("radial", int(parts[0]), seed=seed, length_km=RADIAL_BRANCH_KM)
+
+
 def feeder(env: Any) -> Network:
-    """The dcopf feeder: bundled case, loads zeroed (the agents are the load), supply point
-    able to take reverse flow."""
-    net = load_case(env.grid_case)
+    """The dcopf feeder: bundled case or generated tree (``feeder_case``), loads zeroed (the
+    agents are the load), supply point able to take reverse flow."""
+    net = feeder_case(env.grid_case)
     return net.replace(
         bus_load_mw=jnp.zeros_like(net.bus_load_mw),
         gen_pmin_mw=-jnp.maximum(net.gen_pmax_mw, 0.0),
@@ -79,7 +105,7 @@ def spread_nodes(env: Any, base: dict[str, Any], overrides: dict[str, Any]) -> d
     """dcopf: agents spread over the feeder's buses other than the supply point."""
     if env.grid_mode != "dcopf" or "node" in overrides:
         return base
-    nb = load_case(env.grid_case).num_buses
+    nb = feeder_case(env.grid_case).num_buses
     node = 1 + np.arange(env.num_agents) % max(nb - 1, 1)
     return {
         **base,

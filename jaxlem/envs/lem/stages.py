@@ -287,6 +287,7 @@ def kpis(
         "soc": bat.energy / jnp.maximum(params.bat_kwh, EPS),
         "dso_net_money": -jnp.sum(s.dso_money - s.fee_money - s.penalty),
         "dso_fees_money": jnp.sum(s.fee_money + s.penalty),
+        "network_fees_money": jnp.sum(s.fee_money),
         "clearing_price": res.clearing_price,
         "p2p_volume_kwh": volume,
         "p2p_share": volume / jnp.maximum(total_demand, EPS),
