@@ -186,3 +186,22 @@ def test_only_the_mappo_critic_sees_the_other_agents(algo):
         assert abs(v1 - v0) > 1e-4
     else:
         assert v1 == v0
+
+
+def test_residual_scale_bounds_how_far_the_actor_moves_the_baseline():
+    """With ``residual_scale = s`` a continuous column at d = +1 (-1) moves the baseline's
+    action s of the way to the upper (lower) edge; d = 0 plays the baseline."""
+    bank = ENV.sample_params(jax.random.PRNGKey(3), 2)
+    obs, _ = jax.vmap(ENV.reset)(jax.random.split(jax.random.PRNGKey(4), 2), bank)
+    key = jax.random.PRNGKey(5)
+    base = jax.vmap(lambda o, p: policies.rule_based_battery(key, o, ENV, p))(obs, bank)
+    with pytest.raises(ValueError, match="residual_scale: got 0"):
+        TrainConfig(residual="auto", residual_scale=0.0, **TINY)
+    for s in (1.0, 0.2):
+        core = build(TrainConfig(residual="auto", residual_scale=s, **TINY).static(), ENV)
+        shape = (2, ENV.num_agents, core.head.raw_dim)
+        # raw Beta samples u in [0, 1]: u = 0.5 is d = 0, u = 1 is d = +1, u = 0 is d = -1
+        for v, want in ((0.5, base), (1.0, base + s * (1.0 - base)),
+                        (0.0, base - s * (base + 1.0))):  # fmt: skip
+            got = core._to_env(jnp.full(shape, v), obs, bank, key)
+            np.testing.assert_allclose(got, want, atol=1e-5)

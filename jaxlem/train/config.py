@@ -73,6 +73,10 @@ class TrainConfig:
     # a residual actor's categorical heads get a first class "keep the baseline's choice" with
     # this logit added (4: kept with probability 0.93 among 5 classes before training)
     residual_keep_logit: float = 4.0
+    # how far a residual actor may move a continuous column: the share of the way from the
+    # baseline's action to the box edge at |d| = 1 (1: the whole box; 0.2: a bounded correction,
+    # so exploration noise stays near the baseline where the box is wide)
+    residual_scale: float = 1.0
     action_mask: bool = True  # leave the columns env.action_mask marks irrelevant out of the loss
     reward_norm: str = "batch"  # "batch": one return scale for all; "agent": one per agent slot
     anneal_lr: bool = True
@@ -137,6 +141,7 @@ class TrainConfig:
         checks.check_range("tau", self.tau, 0.0, 1.0, lo_open=True)
         checks.check_range("init_alpha", self.init_alpha, 0.0, 100.0, lo_open=True)
         checks.check_range("residual_keep_logit", self.residual_keep_logit, -20.0, 20.0)
+        checks.check_range("residual_scale", self.residual_scale, 0.0, 1.0, lo_open=True)
         batch = self.num_envs * self.rollout_len
         if self.algo != "sac" and (self.num_minibatches > batch or batch % self.num_minibatches):
             raise ValueError(

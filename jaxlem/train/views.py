@@ -125,12 +125,13 @@ class AgentViews:
 class Residual:
     """A residual actor around the scripted policy ``name`` of ``env.evaluation().policies``:
     each continuous column ``d`` in [-1, 1] moves the baseline's action ``b`` towards the box
-    edge it points to (``d = 0`` plays the baseline, ``-1`` and ``+1`` the edges); a categorical
-    column keeps the baseline's choice where the head's first ("defer") class was drawn, and
-    plays the drawn option otherwise."""
+    edge it points to, ``scale * |d|`` of the way (``d = 0`` plays the baseline; with
+    ``scale = 1``, ``-1`` and ``+1`` the edges); a categorical column keeps the baseline's
+    choice where the head's first ("defer") class was drawn, and plays the drawn option
+    otherwise."""
 
-    def __init__(self, env: Any, name: str, head: nets.ActionHead):
-        self.env, self.name, self.head = env, name, head
+    def __init__(self, env: Any, name: str, head: nets.ActionHead, scale: float = 1.0):
+        self.env, self.name, self.head, self.scale = env, name, head, scale
         self.policy = env.evaluation().policies[name] if name else None
 
     def __call__(self, act: jax.Array, obs, bank, key) -> jax.Array:
@@ -140,7 +141,7 @@ class Residual:
             return act
         h = self.head
         k = act.shape[-1] - (1 if h.num_cat else 0)
-        d = 2.0 * (act[..., :k] - h.low) / (h.high - h.low) - 1.0  # in [-1, 1]
+        d = self.scale * (2.0 * (act[..., :k] - h.low) / (h.high - h.low) - 1.0)
         m = obs.shape[0]
         keys = jax.random.split(jax.random.fold_in(key, 1), m)
         full = jax.vmap(lambda kk, o, p: self.policy(kk, o, self.env, p))(keys, obs, bank)
