@@ -23,10 +23,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 import jaxlem
-from jaxlem import metrics, viz
+from jaxlem import viz
 from jaxlem.envs.lem import policies
-from jaxlem.rollout import rollout
-from jaxlem.studies import tables
+from jaxlem.studies import lem_cells, tables
 from jaxlem.studies.runner import header
 from jaxlem.train import banks
 from jaxlem.train import evaluate as ev
@@ -60,34 +59,24 @@ def _env(rule: str, num_agents: int) -> Any:
     return jaxlem.make("lem-v0", scenario=f"case1-{rule}", num_agents=num_agents)
 
 
-def episode(env: Any, policy, key, params) -> dict[str, jax.Array]:
-    """The env's episode KPIs plus the P2P split: buyers' gain (what they would have paid the
-    utility minus what they paid peers) and sellers' gain (what peers paid them minus the FiT),
-    currency; and the largest |sum of P2P payments| of one step."""
-    rewards, info = rollout(env, policy, key, params)
-    out = metrics.lem_episode_kpis(info, rewards)
+def p2p_split(env: Any, info: dict, rewards: jax.Array, params: Any) -> dict[str, jax.Array]:
+    """The P2P split of an episode: buyers' gain (what they would have paid the utility minus
+    what they paid peers) and sellers' gain (what peers paid them minus the FiT), currency;
+    the P2P volume (kWh) and the largest |sum of P2P payments| of one step."""
     pay = info["p2p_payment"]  # [T, N] currency, > 0 pays
     bought, sold = info["p2p_bought_kwh"], info["p2p_sold_kwh"]
     util = info["utility"][:, None] / KWH_PER_MWH
     fit = info["fit"][:, None] / KWH_PER_MWH
-    out["buyers_gain"] = jnp.sum(bought * util - jnp.maximum(pay, 0.0) * (bought > 0))
-    out["sellers_gain"] = jnp.sum(jnp.maximum(-pay, 0.0) * (sold > 0) - sold * fit)
-    out["p2p_volume_kwh"] = jnp.sum(info["p2p_volume_kwh"])
-    out["p2p_net_max_abs"] = jnp.max(jnp.abs(jnp.sum(pay, axis=1)))
-    return out
-
-
-@functools.lru_cache(maxsize=32)
-def _episodes_fn(env: Any, policy):
-    def one(k, p, state):
-        return episode(env, lambda kk, o, e, pp: policy(kk, o, e, pp, state), k, p)
-
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    return {
+        "buyers_gain": jnp.sum(bought * util - jnp.maximum(pay, 0.0) * (bought > 0)),
+        "sellers_gain": jnp.sum(jnp.maximum(-pay, 0.0) * (sold > 0) - sold * fit),
+        "p2p_volume_kwh": jnp.sum(info["p2p_volume_kwh"]),
+        "p2p_net_max_abs": jnp.max(jnp.abs(jnp.sum(pay, axis=1))),
+    }
 
 
 def _run(env, policy, bank, seed: int, state=None) -> dict[str, np.ndarray]:
-    out = _episodes_fn(env, policy)(ev.episode_keys(bank, seed), bank, state)
-    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+    return lem_cells.play(env, policy, bank, seed, state, extra=p2p_split)
 
 
 def run_cell(cfg: DictConfig, cell: str, log) -> dict:

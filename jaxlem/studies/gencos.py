@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import jaxlem
 from jaxlem import metrics
-from jaxlem.envs.gencos import equilibrium, policies
+from jaxlem.envs.gencos import equilibrium, evaluation, policies
 from jaxlem.envs.gencos.env import CASES
 from jaxlem.studies import figures, tables
 from jaxlem.studies.runner import header
@@ -61,31 +61,6 @@ def _env() -> Any:
 # --------------------------------------------------------------------------- episodes
 
 
-def _episode(env: Any, act, key, params, with_br: bool) -> dict[str, jax.Array]:
-    """One episode of ``act(key, obs, state, last_action) -> action``: per-step infos and,
-    with ``with_br``, the best single deviator's myopic gain at every step."""
-    key, k_reset = jax.random.split(key)
-    obs, state = env.reset(k_reset, params)
-    last = policies.markup_action(env, 0.0)
-
-    def body(carry, k):
-        obs, state, last = carry
-        k_act, k_step = jax.random.split(k)
-        action = act(k_act, obs, state, last)
-        gain = jnp.zeros(())
-        if with_br:
-            _, br, profit = policies.best_response(env, params, state, action)
-            gain = metrics.exploitability_proxy(br, profit)
-        obs, state, reward, _, info = env.step(k_step, state, action, params)
-        keep = ("p_gen", "lmp", "system_lmp", "welfare", "profit", "markup", "ramp_binding",
-                "shed_mw", "load_mw")  # fmt: skip
-        return (obs, state, action), (reward, {k: info[k] for k in keep}, gain)
-
-    keys = jax.random.split(key, env.num_steps)
-    _, (reward, info, gain) = jax.lax.scan(body, (obs, state, last), keys)
-    return {"reward": reward, "info": info, "gain": gain}
-
-
 def _kpis(ep: dict, planner: dict) -> dict[str, jax.Array]:
     k = metrics.gencos_episode_kpis(ep["info"], ep["reward"], planner["info"])
     k["exploitability"] = jnp.mean(ep["gain"])
@@ -112,8 +87,8 @@ def _evaluate_fn(env: Any, policy: Any, with_br: bool, traces: bool):
         def truthful(k, obs, st, last):
             return policies.truthful(k, obs, env, params)
 
-        ep = _episode(env, act, key, params, with_br)
-        planner = _episode(env, truthful, key, params, False)
+        ep = evaluation.play_episode(env, act, key, params, with_br)
+        planner = evaluation.play_episode(env, truthful, key, params, False)
         out = _kpis(ep, planner)
         if traces:
             out["trace"] = {k: ep["info"][k] for k in ("p_gen", "lmp", "markup", "system_lmp")}
@@ -275,7 +250,7 @@ def opponent_shift(env: Any, pol, runners: list, bank: Any, seed: int) -> dict:
                 b = pol(k, obs, env, params, theirs)
                 return jnp.where((jnp.arange(g) == focal)[:, None], a, b)
 
-            ep = _episode(env, act, key, params, False)
+            ep = evaluation.play_episode(env, act, key, params, False)
             return jnp.sum(ep["reward"][:, focal])
 
         return jax.vmap(one_focal)(jnp.arange(g))  # [G]
