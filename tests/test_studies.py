@@ -208,3 +208,31 @@ def test_cell_names_round_trip():
     bad.sweeps["unknown"] = [1.0]
     with pytest.raises(ValueError, match="sweeps.unknown"):
         case3_dso.cells(bad)
+
+
+def test_consumer_dilemma_matches_episode_kpis():
+    """The dilemma probe's "all consumers" gain is the consumers' mean return of the deviating
+    market minus the scripted one, as the env's own episode KPIs compute it; the rule (markup
+    1) gains exactly nothing, alone or together."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxlem
+    from jaxlem.studies import multiactor as study
+    from jaxlem.train import banks
+    from jaxlem.train import evaluate as ev
+
+    env = jaxlem.make(
+        "multiactor-v0", num_producers=2, num_utilities=2, num_consumers=3, num_prosumers=2,
+        num_days=1,
+    )  # fmt: skip
+    bank = banks.held_out_bank(env, 4, 0)
+    keys = ev.episode_keys(bank, 7)
+    got = study._consumer_dilemma(env, keys, bank, [1.0, 1.2])
+    np.testing.assert_array_equal(got["1"]["one"], 0.0)
+    np.testing.assert_array_equal(got["1"]["all"], 0.0)
+    rows = jnp.zeros(env.num_agents, bool).at[env.slices.cons].set(True)
+    dev, rule = study._deviation(1.2), study._deviation(1.0)
+    kpis = ev.episode_kpis(env, {"dev": (dev, (None, rows)), "rule": (rule, (None, rows))}, bank, 7)
+    want = kpis["dev"]["return_consumer"] - kpis["rule"]["return_consumer"]
+    np.testing.assert_allclose(got["1.2"]["all"], want, rtol=1e-5, atol=1e-5)

@@ -12,7 +12,13 @@ one scenario share one compiled trainer) and plays the same held-out scenarios w
   market the rules make;
 - every kind trained but that one, which plays its rule: the trained market's return of that
   kind against this one says whether the trained agents beat the rule of their own kind in the
-  market they were trained in (a best-response check).
+  market they were trained in (a best-response check);
+- one agent trained, every other agent (its own kind's included) playing its rule: that agent's
+  return against its rule's, averaged over the agents of each kind, says whether the trained
+  policy is a better response to the rules than the rule itself (a unilateral deviation; where
+  it gains and the whole kind trained loses, the kind faces a social dilemma);
+- the scripted consumers' rule with the local limit price ``bid_markup`` times the retail price,
+  played by one consumer and by all: the same dilemma, in the rules alone.
 
 One compiled evaluator serves all of these: which rows play the trained policy is an argument.
 """
@@ -31,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 import jaxlem
 from jaxlem.envs.multiactor import policies
 from jaxlem.envs.multiactor.types import KINDS
+from jaxlem.rollout import rollout
 from jaxlem.studies import figures, tables
 from jaxlem.studies.runner import header
 from jaxlem.train import banks
@@ -103,6 +110,76 @@ def _mixed(core: Any):
 
 
 @functools.lru_cache(maxsize=16)
+def _agent_returns(env: Any, policy: Any):
+    """``f(keys [M], bank, state, rows [J, N]) -> [J, M, N]``: every agent's episode return
+    (currency) on each scenario, for each set of trained rows."""
+
+    def one(key, params, state, rows):
+        def act(k, obs, e, p):
+            return policy(k, obs, e, p, (state[0], rows))
+
+        rewards, _ = rollout(env, act, key, params)
+        return jnp.sum(rewards, 0) / params.reward_scale[jnp.asarray(env.kind_of_row)]
+
+    bank_axis = jax.vmap(one, in_axes=(0, 0, None, None))
+    return jax.jit(jax.vmap(bank_axis, in_axes=(None, None, None, 0)))
+
+
+def _unilateral(env: Any, policy: Any, keys, bank, state) -> dict[str, list[float]]:
+    """Per kind and scenario: the mean over the kind's agents of (the agent's return when it
+    alone plays ``state``'s trained policy) minus (its return when every agent plays its
+    rule)."""
+    n = env.num_agents
+    f = _agent_returns(env, policy)
+    alone = np.asarray(f(keys, bank, state, jnp.eye(n, dtype=bool)))  # [N, M, N]
+    base = np.asarray(f(keys, bank, state, jnp.zeros((1, n), bool)))[0]  # [M, N]
+    own = np.stack([alone[j, :, j] for j in range(n)], axis=1) - base  # [M, N]
+    kinds = np.asarray(env.kind_of_row)
+    return {
+        name: own[:, kinds == k].mean(axis=1).tolist()
+        for k, name in enumerate(KINDS)
+        if env.counts[k]
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _deviation(markup: float):
+    """``policy(key, obs, env, params, (_, rows))``: the scripted market with the consumers on
+    ``rows`` bidding ``markup`` times their supplier's retail price locally."""
+    scripted = policies.BASELINES[SCRIPTED]
+
+    def policy(key, obs, env, params, state):
+        a = scripted(key, obs, env, params)
+        dev = policies.consumers(obs, env, params, bid_markup=markup)
+        cons = env.slices.cons
+        return a.at[cons].set(jnp.where(state[1][cons, None], dev, a[cons]))
+
+    return policy
+
+
+def _consumer_dilemma(env: Any, keys, bank, markups) -> dict[str, dict[str, list[float]]]:
+    """Per bid markup: the consumers' return (per scenario, mean over consumers) when one
+    consumer deviates (its own gain, averaged over which one) and when all do, minus the
+    rule's."""
+    n, cons = env.num_agents, env.slices.cons
+    out = {}
+    for m in markups:
+        f = _agent_returns(env, _deviation(float(m)))
+        rows = np.zeros((env.num_consumers + 2, n), bool)
+        for i, j in enumerate(range(cons.start, cons.stop)):
+            rows[i, j] = True
+        rows[-1, cons] = True  # all consumers; row -2 stays all-rule
+        r = np.asarray(f(keys, bank, (None, None), jnp.asarray(rows)))  # [C + 2, M, N]
+        base = r[-2][:, cons]
+        one = np.stack([r[i, :, j] for i, j in enumerate(range(cons.start, cons.stop))], 1)
+        out[f"{m:g}"] = {
+            "one": (one - base).mean(axis=1).tolist(),
+            "all": (r[-1][:, cons] - base).mean(axis=1).tolist(),
+        }
+    return out
+
+
+@functools.lru_cache(maxsize=16)
 def _trace_fn(env: Any, policy: Any):
     """Mean over a bank of scenarios of the traced info entries, per step (producers'
     capacity summed)."""
@@ -153,13 +230,18 @@ def run_cell(cfg: DictConfig, cell: str, log) -> dict:
             state = (ev.seed_slice(runners, 0), none)
             out["scripted"] = _episodes(env, policy, held, ep_seed, state)
             out["scripted_traces"] = _traces(env, policy, keys, held, state)
+            out["consumer_dilemma"] = _consumer_dilemma(env, keys, held, cfg.bid_markups)
         per: dict[str, list] = {"all": []}
         rule: dict[str, list] = {}
+        one: dict[str, list] = {}
         traces = []
         for i in range(len(seeds)):
             runner = ev.seed_slice(runners, i)
             per["all"].append(_episodes(env, policy, held, ep_seed, (runner, every)))
             traces.append(_traces(env, policy, keys, held, (runner, every)))
+            for name, gains in _unilateral(env, policy, keys, held, (runner, none)).items():
+                if name != "regulator" or regulator:
+                    one.setdefault(name, []).append(gains)
             for k, name in enumerate(KINDS):
                 if env.counts[k] and (name != "regulator" or regulator):
                     per.setdefault(name, []).append(
@@ -171,6 +253,7 @@ def run_cell(cfg: DictConfig, cell: str, log) -> dict:
         out["algos"][algo] = {
             "episodes": per,  # [trained rows][seed] -> {kpi: [scenario values]}
             "rule_in_trained": rule,  # [kind playing its rule][seed] -> {kpi: [...]}
+            "one_alone": one,  # [kind][seed] -> [scenario]: one agent's gain, mean over agents
             "traces": {k: np.mean([t[k] for t in traces], 0).tolist() for k in TRACES},
             "train_seconds": res["wall_s"],
             "env_steps_per_s": res["env_steps_per_s"],
@@ -209,12 +292,16 @@ def kind_gains(result: dict, algo: str, market: str) -> dict[str, dict]:
     """Per kind: its trained agents' return minus its rule's, mean over seeds x scenarios with
     the paired s.e. (per scenario) and the s.e. over seeds. ``market="scripted"``: the kind
     trained alone among scripted agents against all scripted; ``"trained"``: all trained
-    against the kind playing its rule among the other trained kinds."""
+    against the kind playing its rule among the other trained kinds; ``"one"``: one agent
+    trained among agents all playing their rules (mean over the kind's agents)."""
     res = result["algos"][algo]
     out = {}
     for kind in res["rule_in_trained"]:
         key = f"return_{kind}"
-        if market == "scripted":
+        if market == "one":
+            mine = [np.asarray(s) for s in res["one_alone"][kind]]
+            ref = [np.zeros_like(m) for m in mine]
+        elif market == "scripted":
             mine = [np.asarray(s[key]) for s in res["episodes"][kind]]
             ref = [np.asarray(result["scripted"][key])] * len(mine)
         else:
@@ -228,7 +315,7 @@ def kind_gains(result: dict, algo: str, market: str) -> dict[str, dict]:
             "seed_se": float(seed_means.std(ddof=1) / np.sqrt(seed_means.size))
             if seed_means.size > 1
             else 0.0,
-            "rule": float(np.mean(ref)),
+            "rule": float(np.mean(result["scripted"][key] if market == "one" else ref)),
             "wins": int((seed_means > 0).sum()),
             "seeds": int(seed_means.size),
         }
@@ -253,7 +340,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
                 }  # fmt: skip
             )
     gain_rows = []
-    for market in ("trained", "scripted"):
+    for market in ("trained", "scripted", "one"):
         for cell in names:
             for a in algos:
                 for kind, g in kind_gains(results[cell], a, market).items():
@@ -348,6 +435,22 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         tables.markdown_plain(shown_gains("scripted")),
         "",
+        "**One agent among agents all playing their rules** (that agent trained, every other "
+        "agent of every kind playing its rule; the agent's own gain, averaged over the agents of "
+        "the kind: is the trained policy a better response to the rules than the rule itself?):",
+        "",
+        tables.markdown_plain(shown_gains("one")),
+        "",
+        "## The consumers' dilemma, in the rules alone",
+        "",
+        "Scripted market; the consumers' local limit price set to a multiple of their "
+        "supplier's retail price (the rule: 1). The gain of one consumer doing so while the "
+        "others keep the rule (its own return; averaged over which consumer), and the mean gain "
+        "of the consumers when all do so; currency per episode, mean ± paired s.e. over the "
+        "held-out scenarios.",
+        "",
+        tables.markdown_plain(dilemma_rows(results)),
+        "",
         "## Figures",
         "",
         "Prices at each level (hourly mean over the held-out scenarios):",
@@ -371,6 +474,22 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
+
+
+def dilemma_rows(results: dict) -> list[dict]:
+    rows = []
+    for cell, r in results.items():
+        for m, d in r.get("consumer_dilemma", {}).items():
+            g = ev.summarize({"one": d["one"], "all": d["all"]})
+            rows.append(
+                {
+                    "cell": cell,
+                    "bid / retail price": m,
+                    "one consumer": f"{g['one']:+.3f} ± {g['one_se']:.3f}",
+                    "all consumers": f"{g['all']:+.3f} ± {g['all_se']:.3f}",
+                }  # fmt: skip
+            )
+    return rows
 
 
 def _describe(cfg: DictConfig) -> str:
@@ -458,6 +577,7 @@ def findings(cfg: DictConfig, results: dict, kpi_rows: list, gain_rows: list) ->
     where = {
         "trained": "in the market it was trained in",
         "scripted": "trained alone among scripted agents",
+        "one": "one agent trained among agents all playing their rules",
     }
     for market, words in where.items():
         for algo in algos:
@@ -476,4 +596,19 @@ def findings(cfg: DictConfig, results: dict, kpi_rows: list, gain_rows: list) ->
                 f"{algo.upper()}, each kind {words}, against the rule of its kind (beyond 2 "
                 "paired s.e.): " + "; ".join(ahead) + "."
             )
+    dilemma = [r["consumer_dilemma"] for r in results.values() if "consumer_dilemma" in r]
+    markups = sorted({m for d in dilemma for m in d}, key=float)
+    if markups:
+        parts = []
+        for m in markups:
+            one = np.mean([np.mean(d[m]["one"]) for d in dilemma])
+            every = np.mean([np.mean(d[m]["all"]) for d in dilemma])
+            parts.append(f"at {m}x the retail price one gains {one:+.3f}, all {every:+.3f}")
+        out.append(
+            "Consumers' local bids, scripted market, mean over the cells (currency per episode "
+            "per consumer, against the rule): " + "; ".join(parts) + ". Where one consumer gains "
+            "by bidding above the retail price and the consumers together lose when all do, "
+            "outbidding each other for the prosumers' surplus is a dilemma: a learner that "
+            "finds the individual gain cannot keep it once every consumer learns it."
+        )
     return out

@@ -86,12 +86,14 @@ def _limit(price: jax.Array, params: Any) -> jax.Array:
     return (price - lo) / jnp.maximum(hi - lo, 1e-9)
 
 
-def consumers(obs: Obs, env: Any, params: Any) -> Action:
+def consumers(obs: Obs, env: Any, params: Any, bid_markup: float = 1.0) -> Action:
+    """The consumers' rule; ``bid_markup`` scales their local limit price (1: the supplier's
+    retail price), the deviation a study probes the rule with."""
     c = env.num_consumers
     best, price = _switch(obs, env, env.slices.cons, Col.own_6)
     u = jnp.stack(
         [
-            _limit(price, params),
+            _limit(bid_markup * price, params),
             jnp.ones((c,)),
             jnp.full((c,), _limit(params.ref_price, params)),
             jnp.zeros((c,)),
