@@ -25,7 +25,7 @@ import jaxlem
 from jaxlem import viz
 from jaxlem.app import report
 from jaxlem.app.hardware import hardware
-from jaxlem.train import TrainConfig, banks, checkpoint, loggers, make_train
+from jaxlem.train import TrainConfig, banks, checkpoint, distributed, loggers, make_train
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import MODES
 from jaxlem.train.driver import resumed_schedule, run_training, schedule, stdout_log
@@ -43,6 +43,7 @@ KEYS = {
     "out_dir": "the run folder",
     "eval_scenarios": "held-out scenarios of the comparison",
     "loggers": "metric writers",
+    "distributed": "join a jax.distributed job (one process per host)",
 }
 FIXED_ON_RESUME = ("env", "train", "scenario", "seed", "num_seeds", "num_chunks")
 # may change on resume: more total steps extend the run as a new segment (checked by the driver)
@@ -104,7 +105,9 @@ def check_resume(stored: dict, cfg: dict) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed if k != "resume"]
 
 
-def record_segment(out: Path, resume: bool, changes: list[str], updates: int) -> list[dict]:
+def record_segment(
+    out: Path, resume: bool, changes: list[str], updates: int, write: bool = True
+) -> list[dict]:
     """Append this start or resume to ``segments.json`` (the run's history of starts, resumes
     and extensions: when, the changed keys, the update count planned) and return the list."""
     path = out / "segments.json"
@@ -121,7 +124,8 @@ def record_segment(out: Path, resume: bool, changes: list[str], updates: int) ->
             "updates": updates,
         }
     )
-    write_segments(out, segments)
+    if write:
+        write_segments(out, segments)
     return segments
 
 
@@ -194,6 +198,11 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
     """Validate ``cfg`` (and, on resume, compare it with the run's ``config.yaml``), then train,
     compare and write the run folder ``out``."""
     check_config(cfg)
+    if cfg.get("distributed"):
+        distributed.initialize()  # before anything runs on a device
+    main = distributed.is_main()
+    if not main:  # process 0 logs and writes the run folder
+        log = lambda s: None  # noqa: E731
     env = make_env(cfg)
     config = TrainConfig.from_dict(dict(cfg["train"]))
     config.check_env(env)
@@ -223,9 +232,10 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
     overrides = dict(cfg["env"].get("params") or {})
     bank = make_bank(env, overrides, config.num_envs, banks.train_key(seed))
     eval_bank = make_bank(env, overrides, config.eval_envs, banks.eval_key(seed))
-    out.mkdir(parents=True, exist_ok=True)
-    segments = record_segment(out, bool(cfg.get("resume")), changes, updates)
-    if changes or not cfg.get("resume"):
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    segments = record_segment(out, bool(cfg.get("resume")), changes, updates, write=main)
+    if main and (changes or not cfg.get("resume")):
         # config.yaml describes the checkpoints and the next resume; segments.json the history
         stored_file.write_text(yaml.safe_dump(stored, sort_keys=False))
     seeds = tuple(range(seed, seed + num_seeds))
@@ -235,7 +245,11 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         f"{config.env_steps_per_update} env-steps | seeds {list(seeds)} | "
         f"backend {jax.default_backend()} x{jax.device_count()}"
     )
-    writers = loggers.make_writers(cfg.get("loggers") or [], out, {"train": dict(cfg["train"])})
+    writers = (
+        loggers.make_writers(cfg.get("loggers") or [], out, {"train": dict(cfg["train"])})
+        if main
+        else ()
+    )
     res = run_training(
         config,
         env,
@@ -249,6 +263,10 @@ def run_job(cfg: dict, out: str | Path, log=stdout_log) -> dict:
         log=log,
     )
     core, runners = res["train"].core, res["runners"]
+    if jax.process_count() > 1:
+        runners = distributed.to_host(runners)  # every process gathers; process 0 evaluates
+        if not main:
+            return {}
     segments[-1].update(first_update=res["first_update"], last_update=res["updates"])
     write_segments(out, segments)
     agent_steps = res["env_steps_per_s"] * env.num_agents

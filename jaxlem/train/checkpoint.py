@@ -23,13 +23,17 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxlem.train import distributed
+
 
 def _checkpointer():
     import orbax.checkpoint as ocp
 
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
 
-    return ocp.StandardCheckpointer()
+    me = jax.process_index()  # each process reads (and process 0 writes) on its own
+    only_me = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=only_me)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -39,15 +43,23 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def save(folder: str | Path, chunk: int, runners: Any, meta: dict, keep: int = 2) -> Path:
-    """Write the runner state after ``chunk`` finished chunks; keep the last ``keep``."""
+    """Write the runner state after ``chunk`` finished chunks; keep the last ``keep``. Under
+    ``jax.distributed`` every process calls this (the state is gathered from all of them) and
+    process 0 writes."""
     folder = Path(folder).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"chunk_{chunk}"
+    host = distributed.to_host(runners)
+    if distributed.is_main():
+        _write(folder, path, chunk, host, meta, keep)
+    distributed.barrier(f"checkpoint {chunk}")  # nobody reads or resumes before it landed
+    return path
+
+
+def _write(folder: Path, path: Path, chunk: int, host: Any, meta: dict, keep: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
     if path.exists():
         shutil.rmtree(path)
-    ckptr = _checkpointer()
-    ckptr.save(path, jax.tree_util.tree_map(np.asarray, runners))
-    ckptr.wait_until_finished()
+    _save_local(path, host)
     manifest = json.dumps({"chunk": chunk, "path": path.name, **meta})
     _write_atomic(folder / f"chunk_{chunk}.json", manifest)
     _write_atomic(folder / "latest.json", manifest)
@@ -58,7 +70,13 @@ def save(folder: str | Path, chunk: int, runners: Any, meta: dict, keep: int = 2
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 old.unlink(missing_ok=True)
-    return path
+
+
+def _save_local(path: Path, host: Any) -> None:
+    """Orbax writes ``host`` (NumPy leaves) from this process alone, whatever the job's size."""
+    ckptr = _checkpointer()
+    ckptr.save(path, host)
+    ckptr.wait_until_finished()
 
 
 def _read(path: Path) -> dict | None:
@@ -93,7 +111,7 @@ def restore(folder: str | Path, like: Any, log: Callable[[str], None] = print) -
     if not found:
         raise ValueError(f"checkpoint: no checkpoint in {folder}; allowed: a run folder with one")
     target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), like
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.result_type(x)), like
     )
     errors = []
     for manifest in found:

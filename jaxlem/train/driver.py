@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlem.train import checkpoint
+from jaxlem.train import checkpoint, distributed
 from jaxlem.train.config import TrainConfig
 from jaxlem.train.trainers import make_train
 
@@ -115,7 +115,9 @@ def run_training(
     checkpoint there, keeps the history up to it (rows of a chunk whose checkpoint never landed
     are dropped) and refuses another chunk schedule. ``rows`` in the result is the whole
     history. ``stop_after_chunk`` ends early (as if interrupted) after that many chunks. With
-    several devices and ``shard``, the scenario batch is split over them.
+    several devices and ``shard``, the scenario batch is split over them; under
+    ``jax.distributed`` (``jaxlem.train.distributed``) those span every process, process 0
+    alone writes ``out_dir`` and logs, and every process must call this function.
     """
     if num_chunks < 1:
         raise ValueError(f"num_chunks: got {num_chunks}; allowed: an integer >= 1")
@@ -131,7 +133,10 @@ def run_training(
     start = 0
     ckpt_dir = Path(out_dir) / "checkpoints" if out_dir is not None else None
     csv_path = Path(out_dir) / "metrics.csv" if out_dir is not None else None
-    if out_dir is not None:
+    main = distributed.is_main()
+    if not main:
+        log, writers, csv_path = (lambda s: None), (), None
+    if out_dir is not None and main:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
     if resume:
@@ -144,6 +149,7 @@ def run_training(
         if csv_path is not None and csv_path.exists():
             history = [r for r in read_csv(csv_path) if r["update"] <= start * per_chunk]
             write_csv(csv_path, history)
+        distributed.barrier("resumed")  # nobody trains while process 0 rewrites the history
     elif csv_path is not None and csv_path.exists():
         csv_path.unlink()  # a fresh run in an old folder starts a fresh history
     runners = place(runners, config.num_envs, 1)
@@ -163,7 +169,7 @@ def run_training(
             for j in range(start, chunks):
                 tc = time.perf_counter()
                 runners, metrics = core.run(runners, bank, train.eval_bank, train.hyper, per_chunk)
-                metrics = jax.tree_util.tree_map(np.asarray, jax.block_until_ready(metrics))
+                metrics = distributed.to_host(jax.block_until_ready(metrics))
                 if compile_s is None:
                     compile_s = time.perf_counter() - tc
                 chunk_rows = _rows(metrics, j * per_chunk, config.env_steps_per_update, seeds, prog)
