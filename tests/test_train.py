@@ -50,7 +50,8 @@ def _leaves_equal(a, b) -> bool:
 @pytest.mark.parametrize(
     "algo, extra, env",
     [
-        ("ippo", {"sharing": "independent", "eval_every": 2, "residual": "auto"}, LEM),
+        # APPO is IPPO with a lagged behaviour actor and V-trace; ippo itself: test_cli, ...
+        ("appo", {"sharing": "independent", "eval_every": 2, "off_policy_lag": 2}, LEM),
         ("mappo", {"sharing": "type", "reward_norm": "agent"}, PARTNER),  # + a partner head
         ("ctce", {"residual": "rule_based_battery"}, PARTNER),  # joint heads, N partner heads
         ("sac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
@@ -60,7 +61,18 @@ def test_every_algorithm_trains_end_to_end(algo, extra, env):
     cfg = TrainConfig(algo=algo, **{**TINY, **extra})
     train = make_train(cfg, env)
     init = train.init(jax.random.PRNGKey(0))
-    runner, metrics = jax.block_until_ready(train.run(init, cfg.num_updates))
+    if algo == "appo":  # one update per call: the lagged actors are those of 1 and 2 updates ago
+        runner, actors, rows = init, [], []
+        for _ in range(cfg.num_updates):
+            runner, m = jax.block_until_ready(train.run(runner, 1))
+            actors.append(runner.params["actor"])
+            rows.append(m)
+        metrics = jax.tree_util.tree_map(lambda *x: np.concatenate(x), *rows)
+        lagged = [jax.tree_util.tree_map(lambda x, i=i: x[i], runner.behaviour) for i in (0, 1)]
+        assert _leaves_equal(lagged, actors[-2:])
+        assert np.all(np.asarray(metrics["is_ratio"]) > 0)
+    else:
+        runner, metrics = jax.block_until_ready(train.run(init, cfg.num_updates))
     if algo != "sac":  # the learner diagnostics of every PPO update
         for k in ("approx_kl", "clip_frac", "entropy", "explained_variance", "value_loss"):
             assert k in metrics, k

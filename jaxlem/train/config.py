@@ -18,13 +18,20 @@ from flax import struct
 
 from jaxlem import checks
 
-ALGOS = ("ippo", "mappo", "selfplay", "ctce", "sac")
+ALGOS = ("ippo", "mappo", "selfplay", "ctce", "sac", "appo")
 SHARING = ("shared", "type", "independent")
 DISTS = ("beta", "tanh_normal")
 ACTIVATIONS = ("tanh", "relu")
 REWARD_NORMS = ("batch", "agent")
 # the seed framework's training modes, as named in the docs
-MODES = {"ctce": "CTCE", "mappo": "CTDE", "ippo": "DTDE", "selfplay": "DTDE", "sac": "DTDE"}
+MODES = {
+    "ctce": "CTCE",
+    "mappo": "CTDE",
+    "ippo": "DTDE",
+    "selfplay": "DTDE",
+    "sac": "DTDE",
+    "appo": "DTDE",
+}
 
 
 @struct.dataclass
@@ -41,6 +48,8 @@ class Hyper:
     selfplay_prob: jnp.ndarray
     tau: jnp.ndarray
     init_alpha: jnp.ndarray
+    vtrace_rho_bar: jnp.ndarray
+    vtrace_c_bar: jnp.ndarray
 
     if TYPE_CHECKING:  # added by ``struct.dataclass``; declared for type checkers
 
@@ -95,6 +104,13 @@ class TrainConfig:
     pool_size: int = 8
     snapshot_every: int = 5
     selfplay_prob: float = 0.5  # probability that an env's opponents are the current policy
+    # APPO: the behaviour policy acting in the rollouts is the learner's of this many updates
+    # before (what asynchronous actors produce), and V-trace corrects returns and advantages
+    # for the lag. algo="appo" is IPPO so corrected (lag at least 1); with ippo, mappo or ctce
+    # a lag > 0 makes their APPO variant (DTDE, CTDE, CTCE)
+    off_policy_lag: int = 0
+    vtrace_rho_bar: float = 1.0  # V-trace truncation of the importance ratio (rho)
+    vtrace_c_bar: float = 1.0  # ... and of the traces (c)
     # centralised (CTCE): one joint policy over all agents
     ctce_max_agents: int = 16
     # SAC
@@ -128,6 +144,14 @@ class TrainConfig:
             checks.check_int(f, getattr(self, f), 1)
         checks.check_int("eval_every", self.eval_every, 0)
         checks.check_int("learning_starts", self.learning_starts, 0)
+        checks.check_int("off_policy_lag", self.off_policy_lag, 0)
+        checks.check_range("vtrace_rho_bar", self.vtrace_rho_bar, 0.0, 100.0, lo_open=True)
+        checks.check_range("vtrace_c_bar", self.vtrace_c_bar, 0.0, 100.0, lo_open=True)
+        if self.off_policy_lag and self.algo in ("selfplay", "sac"):
+            raise ValueError(
+                f"off_policy_lag: got {self.off_policy_lag} with algo={self.algo!r}; allowed: 0 "
+                "(a behaviour lag with V-trace is for appo, ippo, mappo and ctce)"
+            )
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             raise ValueError(f"hidden: got {self.hidden}; allowed: one or more sizes >= 1")
         checks.check_range("lr", self.lr, 0.0, 1.0, lo_open=True)
@@ -169,6 +193,11 @@ class TrainConfig:
                 f"sharing: got {self.sharing!r} with algo='ctce'; allowed: 'shared' "
                 "(CTCE has one joint policy)"
             )
+
+    @property
+    def behaviour_lag(self) -> int:
+        """Updates by which the rollouts' policy lags the learner (0: on-policy PPO)."""
+        return max(self.off_policy_lag, 1) if self.algo == "appo" else self.off_policy_lag
 
     @property
     def num_updates(self) -> int:

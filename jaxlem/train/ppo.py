@@ -11,7 +11,10 @@ jittable function, vmappable over seeds. The variants differ only in what the ne
   agent plays the current policy, otherwise one random agent learns against a snapshot drawn from
   the pool of past policies held in the scan state;
 - ``ctce``: one joint policy and critic over the concatenated observations of all agents
-  (centralised training and execution, small N), trained on the agents' mean reward.
+  (centralised training and execution, small N), trained on the agents' mean reward;
+- ``appo``: IPPO whose rollouts are played by the actor of ``behaviour_lag`` updates before
+  (what asynchronous actors produce), with V-trace returns and advantages (``vtrace``); a lag
+  on ``mappo`` or ``ctce`` (``off_policy_lag``) makes their APPO variant.
 
 The compiled core is cached per (static config, env), and every number a sweep varies (the
 scenario bank, learning rate, discount, clipping, ...) is an argument, so sweeps do not recompile.
@@ -28,7 +31,7 @@ import optax
 from flax import struct
 
 from jaxlem.envs.wrappers import LogWrapper
-from jaxlem.train import loop, selfplay
+from jaxlem.train import loop, selfplay, vtrace
 from jaxlem.train import networks as nets
 from jaxlem.train.config import Hyper, TrainConfig
 from jaxlem.train.reporter import Reporter
@@ -48,6 +51,7 @@ class Runner:
     pool_count: jax.Array
     update: jax.Array
     key: jax.Array
+    behaviour: Any = None  # APPO: the last ``behaviour_lag`` actors [L, ...], oldest first
 
 
 @functools.lru_cache(maxsize=32)
@@ -122,6 +126,11 @@ class Core:
             "critic": self.agents.init(self.critic, k_c, x_c[0, 0]),
         }
         pool = selfplay.init(params["actor"], c.pool_size) if c.algo == "selfplay" else None
+        behaviour = None
+        if c.behaviour_lag:
+            behaviour = jax.tree_util.tree_map(
+                lambda x: jnp.broadcast_to(x, (c.behaviour_lag, *x.shape)), params["actor"]
+            )
         return Runner(
             params=params,
             opt_state=self._optimizer(hyper).init(params),
@@ -134,6 +143,7 @@ class Core:
             pool_count=jnp.ones((), jnp.int32),
             update=jnp.zeros((), jnp.int32),
             key=key,
+            behaviour=behaviour,
         )
 
     def _ret_stats_init(self):
@@ -162,6 +172,9 @@ class Core:
             )
         else:
             mask = jnp.ones((b, v), bool)
+        acting = runner.params["actor"]
+        if c.behaviour_lag:  # APPO: the oldest actor of the lag acts
+            acting = jax.tree_util.tree_map(lambda x: x[0], runner.behaviour)
 
         def env_step(carry, _):
             env_state, obs, obs_stats, ret_stats, ret_acc, key = carry
@@ -170,7 +183,7 @@ class Core:
                 obs_stats = nets.stats_update(obs_stats, obs.reshape(-1, self.obs_dim))
             obs_n = nets.normalize(obs_stats, obs)
             x_a, x_c = self.agents.inputs(obs_n, types_b)
-            out = self._actor(runner.params["actor"], x_a, vt)
+            out = self._actor(acting, x_a, vt)
             raw = self.head.sample(out, k_act)
             if c.algo == "selfplay":
                 opp_out = jax.vmap(lambda p, x: self.actor.apply(p, x))(opp_params, x_a)
@@ -228,10 +241,36 @@ class Core:
             gae = delta + hyper.gamma * hyper.gae_lambda * nonterminal * gae
             return (gae, val), gae
 
-        _, adv = jax.lax.scan(
-            gae_step, (jnp.zeros_like(last_value), last_value), (reward, value, done), reverse=True
-        )
-        targets = adv + value
+        extra = {}
+        if c.behaviour_lag:
+            # V-trace against the learner's actor as it is now; the surrogate's ratio is then
+            # taken against that actor (the rollout's log-probs are the behaviour's)
+            def learner_logp(xa, rw):
+                return self.head.log_prob(self._actor(runner.params["actor"], xa, vt), rw, amask)
+
+            lp_learner = jax.vmap(learner_logp)(x_a, raw)
+            log_ratio = lp_learner - logp
+            discounts = hyper.gamma * (1.0 - done.astype(jnp.float32))[..., None]
+            targets, adv = vtrace.vtrace(
+                value,
+                last_value,
+                reward,
+                jnp.broadcast_to(discounts, value.shape),
+                log_ratio,
+                hyper.gae_lambda,
+                hyper.vtrace_rho_bar,
+                hyper.vtrace_c_bar,
+            )
+            logp = lp_learner
+            extra["is_ratio"] = jnp.exp(jnp.clip(log_ratio, -20.0, 20.0)).mean()
+        else:
+            _, adv = jax.lax.scan(
+                gae_step,
+                (jnp.zeros_like(last_value), last_value),
+                (reward, value, done),
+                reverse=True,
+            )
+            targets = adv + value
 
         # PPO epochs over shuffled minibatches of env steps (the agent axis stays whole)
         def flat(x):
@@ -306,7 +345,16 @@ class Core:
                 pool, pool_count, params["actor"], update, c.snapshot_every, c.pool_size
             )
 
+        behaviour = runner.behaviour
+        if c.behaviour_lag:  # the newest actor joins the lag; the oldest leaves
+            behaviour = jax.tree_util.tree_map(
+                lambda old, new: jnp.concatenate([old[1:], new[None]]),
+                runner.behaviour,
+                params["actor"],
+            )
+
         metrics = {k: val.mean() for k, val in losses.items()}
+        metrics.update(extra)
         # how much of the return variance the critic explains, on this update's rollout
         m_all = jnp.broadcast_to(mask, value.shape).astype(jnp.float32)
         cnt_all = jnp.maximum(m_all.sum(), 1.0)
@@ -338,6 +386,7 @@ class Core:
             pool_count=pool_count,
             update=update,
             key=key,
+            behaviour=behaviour,
         )
         return new, metrics
 
