@@ -27,6 +27,7 @@ import numpy as np
 import jaxlem
 from jaxlem.app.bench_train import main as train_main
 from jaxlem.app.hardware import hardware
+from jaxlem.app.reference_step import ReferenceStep
 
 DEFAULT_N = (1, 10, 100, 1000, 10000, 100000)
 DEFAULT_B = (1, 64, 1024)
@@ -59,8 +60,13 @@ def make_runner(env, num_batch: int, steps: int):
 
 
 def bench_one(env_id: str, n: int, b: int, steps: int, repeats: int, seed: int = 0) -> dict:
-    env = jaxlem.make(env_id, **SCALE[env_id](n)) if env_id in SCALE else jaxlem.make(env_id)
-    scaled = n if env_id in SCALE else env.num_agents
+    if env_id == "reference":
+        env = ReferenceStep(n)
+    elif env_id in SCALE:
+        env = jaxlem.make(env_id, **SCALE[env_id](n))
+    else:
+        env = jaxlem.make(env_id)
+    scaled = n if env_id in SCALE or env_id == "reference" else env.num_agents
     n = env.num_agents  # envs with a fixed agent count (gencos-v0: 5) ignore --agents
     key = jax.random.PRNGKey(seed)
     params = env.sample_params(key, b)
@@ -159,6 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=float, default=2e6, help="agent-steps per timed call")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="outputs/bench")
+    ap.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time the plain-JAX two-sort reference step at every point (ratios)",
+    )
+    ap.add_argument(
+        "--stages",
+        action="store_true",
+        help="lem-v0 only: time each stage of the step alone at every point (breakdown)",
+    )
     args = ap.parse_args(argv)
 
     out = Path(args.out)
@@ -186,6 +202,28 @@ def main(argv: list[str] | None = None) -> None:
                 f"{r['env_steps_per_s']:>12.4g} {r['agent_steps_per_s']:>14.4g} {mem:>8.1f}",
                 flush=True,
             )
+            if args.reference:
+                ref = bench_one("reference", n, b, steps, args.repeats)
+                r["reference_agent_steps_per_s"] = ref["agent_steps_per_s"]
+                r["ratio_to_reference"] = r["agent_steps_per_s"] / ref["agent_steps_per_s"]
+                print(
+                    f"{'':>7} {'':>5} {'':>5} {'reference':>9} {1e3 * ref['step_time_s']:>9.3f} "
+                    f"{ref['env_steps_per_s']:>12.4g} {ref['agent_steps_per_s']:>14.4g}   "
+                    f"ratio {r['ratio_to_reference']:.2f}",
+                    flush=True,
+                )
+            if args.stages and args.env == "lem-v0":
+                from jaxlem.app import profile_step
+
+                env = jaxlem.make("lem-v0", num_agents=n)
+                r["stages"] = profile_step.table(profile_step.breakdown(env, b), b, n)
+                for st in r["stages"]:
+                    print(
+                        f"{'':>13} {st['stage']:<48} {st['us_per_step']:>10.1f} us/step "
+                        f"{st['ns_per_agent_step']:>8.2f} ns/agent-step "
+                        f"{100 * st['share_of_step']:>5.1f} %",
+                        flush=True,
+                    )
     big = [n for n in args.agents if n >= 100]
     lo, hi = (min(big), max(big)) if len(big) > 1 else (1000, 100000)
     summary = {

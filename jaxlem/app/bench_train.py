@@ -4,9 +4,17 @@ trainers, steady state after compilation, with the compile time reported apart.
     jaxlem-bench train --out experiments/results/bench_train_cpu
     python experiments/bench_train.py --out experiments/results/bench_train_cpu   # the same
 
-Cases: lem-v0 IPPO at N=10 (target >= 50,000 agent-steps/s on a 2-core CPU), lem-v0 MAPPO at
-N=10, gencos-v0 IPPO (target >= 10,000 env-steps/s). Each: one compile, a warm-up chunk, then
+Cases: lem-v0 IPPO at N=10 (target >= 2e5 agent-steps/s on a 2-core CPU), lem-v0 MAPPO at
+N=10, gencos-v0 IPPO (target >= 16,000 env-steps/s). Each: one compile, a warm-up chunk, then
 the median of timed chunks of ``--updates`` updates (rollouts + GAE + PPO epochs, everything).
+
+Beside each case, in the same run: ``env only`` (the same B x T steps with random actions: the
+env's share of an update) and, for the ``reference`` cases, a plain PPO update
+(``jaxlem.app.plain_ppo``: Gaussian policy, no normalisation, the same network and batch)
+with the settings of another JAX GenCos benchmark's IPPO (48-step rollouts, one minibatch,
+4 full-batch epochs, a 128x128 MLP). Per sample (one env step of one scenario) the report
+gives the whole update's cost and the learner's (the update minus the env's share), ours and
+the plain one's, and their ratio.
 """
 
 from __future__ import annotations
@@ -39,9 +47,71 @@ CASES = {
         },
     ),
 }
+# the other benchmark's IPPO settings, ours against the plain PPO update
+REFERENCE = {"rollout_len": 48, "num_minibatches": 1, "update_epochs": 4, "hidden": (128, 128)}
+CASES["gencos-v0 ippo reference"] = (
+    "gencos-v0",
+    {},
+    {"algo": "ippo", "num_envs": 256, **REFERENCE},
+)
+CASES["lem-v0 ippo N=10 reference"] = (
+    "lem-v0",
+    {"num_agents": 10},
+    {"algo": "ippo", "num_envs": 64, **REFERENCE},
+)
+# what our update does beyond the plain one, switched off one at a time (--ablate): the
+# difference in cost per sample is what each buys
+ABLATIONS = {
+    "tanh-Gaussian instead of Beta": {"dist": "tanh_normal"},
+    "no observation / reward normalisation": {"normalize_obs": False, "normalize_reward": False},
+}
 
 
-def bench(env_id: str, env_kw: dict, cfg_kw: dict, updates: int, repeats: int) -> dict:
+def _median_time(fn, state, repeats: int):
+    for _ in range(2):  # warm-up: the first output's types may differ from the input's
+        state = jax.block_until_ready(fn(state))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(fn(state))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_env_only(env, bank, num_envs: int, rollout_len: int, updates: int, repeats: int):
+    """Seconds per update of the env alone: ``rollout_len`` random-action steps of
+    ``num_envs`` scenarios, ``updates`` times in one call."""
+    from jaxlem.app.bench import make_runner
+
+    runner = make_runner(env, num_envs, rollout_len * updates)
+    keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
+
+    def call(k):
+        runner(k, bank).block_until_ready()
+        return k
+
+    return _median_time(call, keys, repeats) / updates
+
+
+def bench_plain(env, bank, cfg: TrainConfig, updates: int, repeats: int) -> float:
+    """Seconds per update of the plain PPO update at ``cfg``'s batch, epochs and network."""
+    from jaxlem.app import plain_ppo
+
+    init, update = plain_ppo.make(
+        env, cfg.num_envs, cfg.rollout_len, cfg.update_epochs, cfg.num_minibatches, cfg.hidden
+    )
+
+    @jax.jit
+    def chunk(state):
+        return jax.lax.scan(lambda s, _: update(s, bank), state, None, updates)[0]
+
+    state = jax.jit(init)(jax.random.PRNGKey(0), bank)
+    return _median_time(chunk, state, repeats) / updates
+
+
+def bench(
+    env_id: str, env_kw: dict, cfg_kw: dict, updates: int, repeats: int, plain: bool = False
+) -> dict:
     env = jaxlem.make(env_id, **env_kw)
     cfg = TrainConfig(**{"total_timesteps": 10**9, "eval_every": 0, **cfg_kw})
     train = make_train(cfg, env)
@@ -60,7 +130,26 @@ def bench(env_id: str, env_kw: dict, cfg_kw: dict, updates: int, repeats: int) -
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     env_steps = updates * cfg.env_steps_per_update
+    per_update = med / updates
+    env_s = bench_env_only(env, train.bank, cfg.num_envs, cfg.rollout_len, updates, repeats)
+    samples = cfg.env_steps_per_update
+    extra = {
+        "env_only_update_s": env_s,
+        "us_per_sample": 1e6 * per_update / samples,
+        "learner_us_per_sample": 1e6 * (per_update - env_s) / samples,
+    }
+    if plain:
+        plain_s = bench_plain(env, train.bank, cfg, updates, repeats)
+        extra.update(
+            plain_update_s=plain_s,
+            plain_us_per_sample=1e6 * plain_s / samples,
+            plain_learner_us_per_sample=1e6 * (plain_s - env_s) / samples,
+            plain_env_steps_per_s=samples / plain_s,
+        )
+        extra["ratio_update"] = per_update / plain_s
+        extra["ratio_learner"] = (per_update - env_s) / max(plain_s - env_s, 1e-12)
     return {
+        **extra,
         "case": f"{env_id} {cfg.algo}",
         "num_agents": env.num_agents,
         "num_envs": cfg.num_envs,
@@ -83,6 +172,10 @@ def main(argv=None):
     ap.add_argument("--updates", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cases", nargs="+", default=list(CASES))
+    ap.add_argument(
+        "--ablate", action="store_true", help="reference cases: also time ours with each of "
+        "ABLATIONS switched off"
+    )  # fmt: skip
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,15 +184,31 @@ def main(argv=None):
     rows = []
     for name in args.cases:
         env_id, env_kw, cfg_kw = CASES[name]
-        r = bench(env_id, env_kw, cfg_kw, args.updates, args.repeats)
+        r = bench(env_id, env_kw, cfg_kw, args.updates, args.repeats, "reference" in name)
+        r["name"] = name
         rows.append(r)
         print(
-            f"{name:<20} {r['env_steps_per_s']:>10,.0f} env-steps/s "
+            f"{name:<28} {r['env_steps_per_s']:>10,.0f} env-steps/s "
             f"{r['agent_steps_per_s']:>12,.0f} agent-steps/s | compile {r['compile_s']:.1f} s | "
             f"B={r['num_envs']} T={r['rollout_len']} epochs={r['update_epochs']} "
-            f"minibatches={r['num_minibatches']}",
+            f"minibatches={r['num_minibatches']} | per sample {r['us_per_sample']:.1f} us "
+            f"(learner {r['learner_us_per_sample']:.1f})",
             flush=True,
         )
+        if args.ablate and "reference" in name:
+            r["ablations"] = {}
+            for what, kw in ABLATIONS.items():
+                a = bench(env_id, env_kw, {**cfg_kw, **kw}, args.updates, args.repeats)
+                r["ablations"][what] = a["us_per_sample"]
+                print(f"{'  ours, ' + what:<44} per sample {a['us_per_sample']:.1f} us", flush=True)
+        if "plain_update_s" in r:
+            print(
+                f"{'  plain PPO, same batch':<28} {r['plain_env_steps_per_s']:>10,.0f} env-steps/s"
+                f" | per sample {r['plain_us_per_sample']:.1f} us (learner "
+                f"{r['plain_learner_us_per_sample']:.1f}) | ours / plain: update "
+                f"{r['ratio_update']:.2f}x, learner {r['ratio_learner']:.2f}x",
+                flush=True,
+            )
     (out / "bench_train.json").write_text(json.dumps({"hardware": hw, "rows": rows}, indent=2))
     print(f"wrote {out / 'bench_train.json'}")
 
