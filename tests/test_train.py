@@ -15,6 +15,7 @@ import pytest
 
 import jaxlem
 from jaxlem.train import TrainConfig, loop, make_train
+from jaxlem.train.config import ALGOS
 from jaxlem.train.driver import read_csv, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,7 @@ def _leaves_equal(a, b) -> bool:
         ("mappo", {"sharing": "type", "reward_norm": "agent"}, PARTNER),  # + a partner head
         ("ctce", {"residual": "rule_based_battery"}, PARTNER),  # joint heads, N partner heads
         ("sac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
+        ("masac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
     ],
 )
 def test_every_algorithm_trains_end_to_end(algo, extra, env):
@@ -73,7 +75,7 @@ def test_every_algorithm_trains_end_to_end(algo, extra, env):
         assert np.all(np.asarray(metrics["is_ratio"]) > 0)
     else:
         runner, metrics = jax.block_until_ready(train.run(init, cfg.num_updates))
-    if algo != "sac":  # the learner diagnostics of every PPO update
+    if algo not in ("sac", "masac"):  # the learner diagnostics of every PPO update
         for k in ("approx_kl", "clip_frac", "entropy", "explained_variance", "value_loss"):
             assert k in metrics, k
         assert {"policy_loss", "grad_norm_actor", "grad_norm_critic", "lr"} <= set(metrics)
@@ -304,7 +306,7 @@ def test_every_config_group_option_composes_into_a_valid_trainer_config():
     from jaxlem.app.job import make_env
 
     with initialize_config_module("jaxlem.configs", version_base=None):
-        for algo in ("ippo", "mappo", "selfplay", "ctce", "sac"):
+        for algo in ALGOS:  # every algo has its config group option
             for experiment in ("default", "smoke", "learning"):
                 cfg = compose("config", overrides=[f"algo={algo}", f"experiment={experiment}"])
                 TrainConfig.from_dict(dict(cfg.train)).check_env(make_env(dict(cfg)))

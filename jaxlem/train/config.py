@@ -18,7 +18,8 @@ from flax import struct
 
 from jaxlem import checks
 
-ALGOS = ("ippo", "mappo", "selfplay", "ctce", "sac", "appo")
+ALGOS = ("ippo", "mappo", "selfplay", "ctce", "sac", "appo", "masac")
+SAC_FAMILY = ("sac", "masac")
 SHARING = ("shared", "type", "independent")
 DISTS = ("beta", "tanh_normal")
 ACTIVATIONS = ("tanh", "relu")
@@ -31,6 +32,7 @@ MODES = {
     "selfplay": "DTDE",
     "sac": "DTDE",
     "appo": "DTDE",
+    "masac": "CTDE",
 }
 
 
@@ -147,7 +149,7 @@ class TrainConfig:
         checks.check_int("off_policy_lag", self.off_policy_lag, 0)
         checks.check_range("vtrace_rho_bar", self.vtrace_rho_bar, 0.0, 100.0, lo_open=True)
         checks.check_range("vtrace_c_bar", self.vtrace_c_bar, 0.0, 100.0, lo_open=True)
-        if self.off_policy_lag and self.algo in ("selfplay", "sac"):
+        if self.off_policy_lag and self.algo in ("selfplay", *SAC_FAMILY):
             raise ValueError(
                 f"off_policy_lag: got {self.off_policy_lag} with algo={self.algo!r}; allowed: 0 "
                 "(a behaviour lag with V-trace is for appo, ippo, mappo and ctce)"
@@ -167,20 +169,20 @@ class TrainConfig:
         checks.check_range("residual_keep_logit", self.residual_keep_logit, -20.0, 20.0)
         checks.check_range("residual_scale", self.residual_scale, 0.0, 1.0, lo_open=True)
         batch = self.num_envs * self.rollout_len
-        if self.algo != "sac" and (self.num_minibatches > batch or batch % self.num_minibatches):
+        if not self.is_sac and (self.num_minibatches > batch or batch % self.num_minibatches):
             raise ValueError(
                 f"num_minibatches: got {self.num_minibatches} for a batch of num_envs * "
                 f"rollout_len = {batch}; allowed: a divisor of {batch} (no sample left out)"
             )
-        if self.algo == "sac" and self.batch_size > self.buffer_size:
+        if self.is_sac and self.batch_size > self.buffer_size:
             raise ValueError(
                 f"batch_size: got {self.batch_size}, larger than the replay buffer "
                 f"(buffer_size = {self.buffer_size} env steps); allowed range "
                 f"[1, {self.buffer_size}]"
             )
-        if self.algo == "sac" and self.residual:
+        if self.is_sac and self.residual:
             raise ValueError(
-                f"residual: got {self.residual!r} with algo='sac'; allowed: '' (residual "
+                f"residual: got {self.residual!r} with algo={self.algo!r}; allowed: '' (residual "
                 "actors are built into the PPO trainers)"
             )
         if self.algo == "selfplay" and self.sharing != "shared":
@@ -195,18 +197,29 @@ class TrainConfig:
             )
 
     @property
+    def is_sac(self) -> bool:
+        """SAC (decentralised critics) or MASAC (centralised critics): replay, one env step
+        per update."""
+        return self.algo in SAC_FAMILY
+
+    @property
+    def centralised_critic(self) -> bool:
+        """Whether the critic sees the world state (CTDE: mappo, masac)."""
+        return self.algo in ("mappo", "masac")
+
+    @property
     def behaviour_lag(self) -> int:
         """Updates by which the rollouts' policy lags the learner (0: on-policy PPO)."""
         return max(self.off_policy_lag, 1) if self.algo == "appo" else self.off_policy_lag
 
     @property
     def num_updates(self) -> int:
-        per_update = self.num_envs * (1 if self.algo == "sac" else self.rollout_len)
+        per_update = self.num_envs * (1 if self.is_sac else self.rollout_len)
         return max(1, self.total_timesteps // per_update)
 
     @property
     def env_steps_per_update(self) -> int:
-        return self.num_envs * (1 if self.algo == "sac" else self.rollout_len)
+        return self.num_envs * (1 if self.is_sac else self.rollout_len)
 
     def hyper(self) -> Hyper:
         return Hyper(**{k: jnp.asarray(getattr(self, k), jnp.float32) for k in NUMERIC})
@@ -275,9 +288,10 @@ class TrainConfig:
                 "output grow with N; use mappo or ippo for large N)"
             )
         categorical = env.action_layout().categorical
-        if self.algo == "sac" and categorical:
+        if self.is_sac and categorical:
             raise ValueError(
-                f"action_layout: {len(categorical)} categorical column(s) with algo='sac'; "
+                f"action_layout: {len(categorical)} categorical column(s) with algo="
+                f"{self.algo!r}; "
                 "allowed: continuous actions only (e.g. lem-v0 partner_stage=False; use a PPO "
                 "algorithm for categorical heads)"
             )

@@ -1,4 +1,5 @@
-"""Independent SAC (off-policy, DTDE) compiled into one ``lax.scan`` with the replay buffer inside.
+"""SAC compiled into one ``lax.scan`` with the replay buffer inside: independent (``sac``,
+DTDE) or with centralised critics (``masac``, CTDE).
 
 One update = one env step of every environment in the batch, stored in a ring buffer of whole
 env steps (all N agents of a row share the row), then ``gradient_steps`` SAC updates on uniformly
@@ -6,6 +7,11 @@ sampled rows: a tanh-Gaussian actor and twin Q critics on each agent's own obser
 action (parameters shared with type/id features, per type, or per agent), target critics by
 Polyak averaging (``tau``), and the entropy temperature tuned to -act_dim. Observations are stored
 raw and normalised with the current statistics when sampled. Interface as ``ppo.Core``.
+
+``masac``: each agent's critics see MAPPO's world state (own observation plus the mean and max
+of all agents' observations) and, besides the agent's own action, the mean and max of every
+agent's action (the buffer's in the critic loss, the current policy's in the actor loss and the
+target): permutation invariant, so it scales with N as the decentralised critics do.
 """
 
 from __future__ import annotations
@@ -75,7 +81,12 @@ class SACCore:
         return optax.chain(optax.clip_by_global_norm(hyper.max_grad_norm), optax.adam(hyper.lr))
 
     def _q(self, params, x, a, t):
-        xa = jnp.concatenate([x, a], axis=-1)
+        """Q [M, N] of critic inputs x [M, N, .] and every agent's actions a [M, N, A]."""
+        parts = [x, a]
+        if self.config.centralised_critic:
+            pooled = jnp.concatenate([a.mean(axis=1), a.max(axis=1)], axis=-1)
+            parts.append(jnp.broadcast_to(pooled[:, None], (*a.shape[:2], pooled.shape[-1])))
+        xa = jnp.concatenate(parts, axis=-1)
         return self.agents.apply(self.qnet, params, xa, t)[..., 0]
 
     def _init(self, key, bank, hyper: Hyper) -> SACRunner:
@@ -84,8 +95,9 @@ class SACCore:
         key, k_env, k_a, k1, k2 = jax.random.split(key, 5)
         obs, env_state = jax.vmap(self.log_env.reset)(jax.random.split(k_env, c.num_envs), bank)
         types = self.agents.types(jax.tree_util.tree_map(lambda x: x[0], bank))
-        x, _ = self.agents.inputs(jnp.zeros((1, n, d)), types)
-        xa = jnp.concatenate([x[0, 0], jnp.zeros((a,))])
+        x, xc = self.agents.inputs(jnp.zeros((1, n, d)), types)
+        acts = a * (3 if self.config.centralised_critic else 1)
+        xa = jnp.concatenate([xc[0, 0], jnp.zeros((acts,))])
         params = {
             "actor": self.agents.init(self.actor, k_a, x[0, 0]),
             "q1": self.agents.init(self.qnet, k1, xa),
@@ -160,21 +172,21 @@ class SACCore:
             k_idx, k_next, k_new = jax.random.split(k, 3)
             idx = jax.random.randint(k_idx, (c.batch_size,), 0, jnp.maximum(size, 1))
             bt = jax.tree_util.tree_map(lambda v: v[idx], buffer)
-            xs, _ = self.agents.inputs(nets.normalize(obs_stats, bt["obs"]), bt["types"])
-            xn, _ = self.agents.inputs(nets.normalize(obs_stats, bt["next_obs"]), bt["types"])
+            xs, cs = self.agents.inputs(nets.normalize(obs_stats, bt["obs"]), bt["types"])
+            xn, cn = self.agents.inputs(nets.normalize(obs_stats, bt["next_obs"]), bt["types"])
             t = bt["types"]
             alpha = jnp.exp(log_alpha)
             out_n = self._actor(params["actor"], xn, t)
             raw_n = self.head.sample(out_n, k_next)
             lp_n = self.head.log_prob(out_n, raw_n)
             a_n = jnp.tanh(raw_n)
-            q_n = jnp.minimum(self._q(target["q1"], xn, a_n, t), self._q(target["q2"], xn, a_n, t))
+            q_n = jnp.minimum(self._q(target["q1"], cn, a_n, t), self._q(target["q2"], cn, a_n, t))
             y = bt["rew"] + hyper.gamma * (1.0 - bt["term"])[:, None] * (q_n - alpha * lp_n)
             y = jax.lax.stop_gradient(y)
 
             def q_loss(qs):
-                q1 = self._q(qs[0], xs, bt["act"], t)
-                q2 = self._q(qs[1], xs, bt["act"], t)
+                q1 = self._q(qs[0], cs, bt["act"], t)
+                q2 = self._q(qs[1], cs, bt["act"], t)
                 return jnp.mean((q1 - y) ** 2) + jnp.mean((q2 - y) ** 2)
 
             ql, g_q = jax.value_and_grad(q_loss)((params["q1"], params["q2"]))
@@ -186,7 +198,7 @@ class SACCore:
                 r = self.head.sample(out, k_new)
                 lp = self.head.log_prob(out, r)
                 a = jnp.tanh(r)
-                q = jnp.minimum(self._q(q1, xs, a, t), self._q(q2, xs, a, t))
+                q = jnp.minimum(self._q(q1, cs, a, t), self._q(q2, cs, a, t))
                 return jnp.mean(alpha * lp - q), lp
 
             (al, lp), g_a = jax.value_and_grad(actor_loss, has_aux=True)(params["actor"])
@@ -268,5 +280,5 @@ class SACCore:
 
 
 def make_train(config: TrainConfig, env, params=None, eval_params=None):
-    """As ``ppo.make_train``, for ``algo='sac'``."""
+    """As ``ppo.make_train``, for ``algo='sac'`` and ``algo='masac'``."""
     return loop.wrap(build(config.static(), env), config, env, params, eval_params)

@@ -17,6 +17,6 @@ def make_train(
     """``train(key) -> (runner, metrics)``: the whole run for one seed as one jittable scan
     (vmap it over seeds). ``params`` / ``eval_params``: scenario banks (default: the training
     and evaluation banks of seed 0, ``jaxlem.train.banks``)."""
-    if config.algo == "sac":
+    if config.is_sac:
         return sac.make_train(config, env, params, eval_params)
     return ppo.make_train(config, env, params, eval_params)

@@ -76,7 +76,7 @@ class AgentViews:
             self.config.sharing == "shared",
         )
         own = jnp.concatenate([obs_n, feats], axis=-1)
-        if self.config.algo != "mappo":
+        if not self.config.centralised_critic:
             return own, own
         pooled = jnp.concatenate([obs_n.mean(axis=1), obs_n.max(axis=1)], axis=-1)
         world = jnp.concatenate(
