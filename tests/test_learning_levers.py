@@ -205,3 +205,23 @@ def test_residual_scale_bounds_how_far_the_actor_moves_the_baseline():
                         (0.0, base - s * (base + 1.0))):  # fmt: skip
             got = core._to_env(jnp.full(shape, v), obs, bank, key)
             np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_residual_scale_by_type_bounds_each_type_by_its_own_scale():
+    """Per agent type: each agent's move towards the edge is its type's share of the way."""
+    bank = ENV.sample_params(jax.random.PRNGKey(3), 2)
+    obs, _ = jax.vmap(ENV.reset)(jax.random.split(jax.random.PRNGKey(4), 2), bank)
+    key = jax.random.PRNGKey(5)
+    base = jax.vmap(lambda o, p: policies.rule_based_battery(key, o, ENV, p))(obs, bank)
+    scales = tuple(0.1 * (i + 1) for i in range(ENV.num_agent_types))
+    with pytest.raises(ValueError, match="residual_scale_by_type: got 1 values"):
+        TrainConfig(residual="auto", residual_scale_by_type=(0.5,), **TINY).check_env(ENV)
+    with pytest.raises(ValueError, match=r"residual_scale_by_type\[0\]: got 2"):
+        TrainConfig(residual="auto", residual_scale_by_type=(2.0,) * 4, **TINY)
+    cfg = TrainConfig.from_dict({"residual": "auto", "residual_scale_by_type": list(scales)})
+    assert cfg.residual_scale_by_type == scales
+    core = build(TrainConfig(residual="auto", residual_scale_by_type=scales, **TINY).static(), ENV)
+    shape = (2, ENV.num_agents, core.head.raw_dim)
+    s = np.asarray(scales)[np.asarray(jax.vmap(ENV.agent_types)(bank))][..., None]
+    got = core._to_env(jnp.full(shape, 1.0), obs, bank, key)
+    np.testing.assert_allclose(got, base + s * (1.0 - base), atol=1e-5)

@@ -476,6 +476,12 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
     (out / "README.md").write_text("\n".join(lines))
 
 
+def _margin(g: dict) -> float:
+    """What a difference must exceed to count as ahead or behind: 2 paired s.e., and a
+    millionth of the rule's return (identical play differs by float rounding only)."""
+    return max(2 * g["paired_se"], 1e-6 * abs(g["rule"]))
+
+
 def dilemma_rows(results: dict) -> list[dict]:
     rows = []
     for cell, r in results.items():
@@ -585,8 +591,8 @@ def findings(cfg: DictConfig, results: dict, kpi_rows: list, gain_rows: list) ->
             ahead = []
             for kind in [k for k in KINDS if any(g["kind"] == k for g in rows)]:
                 ks = [g for g in rows if g["kind"] == kind]
-                sig = sum(g["diff"] > 2 * g["paired_se"] for g in ks)
-                worse = sum(g["diff"] < -2 * g["paired_se"] for g in ks)
+                sig = sum(g["diff"] > _margin(g) for g in ks)
+                worse = sum(g["diff"] < -_margin(g) for g in ks)
                 mean = np.mean([g["diff"] / max(abs(g["rule"]), 1e-9) for g in ks])
                 ahead.append(
                     f"{kind} ahead of its rule in {sig}/{len(ks)} cells, behind in {worse} "
@@ -594,7 +600,7 @@ def findings(cfg: DictConfig, results: dict, kpi_rows: list, gain_rows: list) ->
                 )
             out.append(
                 f"{algo.upper()}, each kind {words}, against the rule of its kind (beyond 2 "
-                "paired s.e.): " + "; ".join(ahead) + "."
+                "paired s.e. and float rounding): " + "; ".join(ahead) + "."
             )
     dilemma = [r["consumer_dilemma"] for r in results.values() if "consumer_dilemma" in r]
     markups = sorted({m for d in dilemma for m in d}, key=float)

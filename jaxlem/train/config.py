@@ -88,6 +88,10 @@ class TrainConfig:
     # baseline's action to the box edge at |d| = 1 (1: the whole box; 0.2: a bounded correction,
     # so exploration noise stays near the baseline where the box is wide)
     residual_scale: float = 1.0
+    # ... per agent type (env.agent_type_names order), overriding residual_scale: kinds whose
+    # gain lies far from their rule (a utility's markup) and kinds whose gain lies near it (a
+    # prosumer's battery timing) get their own bound. Empty: residual_scale for every type
+    residual_scale_by_type: tuple[float, ...] = ()
     action_mask: bool = True  # leave the columns env.action_mask marks irrelevant out of the loss
     reward_norm: str = "batch"  # "batch": one return scale for all; "agent": one per agent slot
     anneal_lr: bool = True
@@ -168,6 +172,8 @@ class TrainConfig:
         checks.check_range("init_alpha", self.init_alpha, 0.0, 100.0, lo_open=True)
         checks.check_range("residual_keep_logit", self.residual_keep_logit, -20.0, 20.0)
         checks.check_range("residual_scale", self.residual_scale, 0.0, 1.0, lo_open=True)
+        for i, v in enumerate(self.residual_scale_by_type):
+            checks.check_range(f"residual_scale_by_type[{i}]", v, 0.0, 1.0, lo_open=True)
         batch = self.num_envs * self.rollout_len
         if not self.is_sac and (self.num_minibatches > batch or batch % self.num_minibatches):
             raise ValueError(
@@ -249,6 +255,12 @@ class TrainConfig:
                     if isinstance(v, str | bytes) or not isinstance(v, Sequence):
                         raise TypeError(v)
                     out[k] = tuple(_as_int(h) for h in v)
+                elif k == "residual_scale_by_type":
+                    if isinstance(v, str | bytes) or not isinstance(v, Sequence):
+                        raise TypeError(v)
+                    if any(isinstance(x, bool) for x in v):
+                        raise TypeError(v)
+                    out[k] = tuple(float(x) for x in v)
                 elif kind == "bool":
                     if not isinstance(v, bool):
                         raise TypeError(v)
@@ -267,6 +279,7 @@ class TrainConfig:
                 raise ValueError(
                     f"train.{k}: got {v!r}; allowed: a value of type {kind}"
                     + (" (a list of ints)" if k == "hidden" else "")
+                    + (" (a list of floats)" if k == "residual_scale_by_type" else "")
                 ) from None
         return cls(**out)
 
@@ -281,6 +294,12 @@ class TrainConfig:
     def check_env(self, env: Any) -> None:
         """Checks that need the env (agent counts, action layout), still before compiling."""
         self.residual_policy(env)
+        types = env.num_agent_types
+        if self.residual_scale_by_type and len(self.residual_scale_by_type) != types:
+            raise ValueError(
+                f"residual_scale_by_type: got {len(self.residual_scale_by_type)} values; "
+                f"allowed: one per agent type ({types}: {', '.join(env.agent_type_names)})"
+            )
         if self.algo == "ctce" and env.num_agents > self.ctce_max_agents:
             raise ValueError(
                 f"num_agents: got {env.num_agents} with algo='ctce'; allowed range "

@@ -72,7 +72,8 @@ class Core:
         self.agents = AgentViews(c, env, self.head)
         self.num_agents, self.obs_dim = self.agents.num_agents, self.agents.obs_dim
         self.central, self.views = self.agents.central, self.agents.views
-        self.residual = Residual(env, c.residual_policy(env), self.head, c.residual_scale)
+        scale = c.residual_scale_by_type or c.residual_scale
+        self.residual = Residual(env, c.residual_policy(env), self.head, scale)
         self.actor = nets.MLP(c.hidden, c.activation, self.head.out_dim, 0.01)
         self.critic = nets.MLP(c.hidden, c.activation, 1, 1.0)
         self.reporter = Reporter()

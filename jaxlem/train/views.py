@@ -130,7 +130,10 @@ class Residual:
     choice where the head's first ("defer") class was drawn, and plays the drawn option
     otherwise."""
 
-    def __init__(self, env: Any, name: str, head: nets.ActionHead, scale: float = 1.0):
+    def __init__(
+        self, env: Any, name: str, head: nets.ActionHead, scale: float | tuple[float, ...] = 1.0
+    ):
+        """``scale``: one bound for every agent, or one per agent type."""
         self.env, self.name, self.head, self.scale = env, name, head, scale
         self.policy = env.evaluation().policies[name] if name else None
 
@@ -141,7 +144,11 @@ class Residual:
             return act
         h = self.head
         k = act.shape[-1] - (1 if h.num_cat else 0)
-        d = self.scale * (2.0 * (act[..., :k] - h.low) / (h.high - h.low) - 1.0)
+        scale = self.scale
+        if isinstance(scale, tuple):  # per agent type: [M, N, 1]
+            types = jax.vmap(self.env.agent_types)(bank)
+            scale = jnp.asarray(scale, jnp.float32)[types][..., None]
+        d = scale * (2.0 * (act[..., :k] - h.low) / (h.high - h.low) - 1.0)
         m = obs.shape[0]
         keys = jax.random.split(jax.random.fold_in(key, 1), m)
         full = jax.vmap(lambda kk, o, p: self.policy(kk, o, self.env, p))(keys, obs, bank)
