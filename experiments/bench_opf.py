@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlem
-from jaxlem.app.bench import make_runner
 from jaxlem.app.hardware import hardware
+from jaxlem.app.random_rollout import make_runner
 from jaxlem.grid import load_case, solve_dcopf
 from jaxlem.grid.highs import dcopf_highs
 

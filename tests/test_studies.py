@@ -218,7 +218,7 @@ def test_consumer_dilemma_matches_episode_kpis():
     import numpy as np
 
     import jaxlem
-    from jaxlem.studies import multiactor as study
+    from jaxlem.studies import multiactor_deviations as study
     from jaxlem.train import banks
     from jaxlem.train import evaluate as ev
 
@@ -228,11 +228,11 @@ def test_consumer_dilemma_matches_episode_kpis():
     )  # fmt: skip
     bank = banks.held_out_bank(env, 4, 0)
     keys = ev.episode_keys(bank, 7)
-    got = study._consumer_dilemma(env, keys, bank, [1.0, 1.2])
+    got = study.consumer_dilemma(env, keys, bank, [1.0, 1.2])
     np.testing.assert_array_equal(got["1"]["one"], 0.0)
     np.testing.assert_array_equal(got["1"]["all"], 0.0)
     rows = jnp.zeros(env.num_agents, bool).at[env.slices.cons].set(True)
-    dev, rule = study._deviation(1.2), study._deviation(1.0)
+    dev, rule = study.deviation(1.2), study.deviation(1.0)
     kpis = ev.episode_kpis(env, {"dev": (dev, (None, rows)), "rule": (rule, (None, rows))}, bank, 7)
     want = kpis["dev"]["return_consumer"] - kpis["rule"]["return_consumer"]
     np.testing.assert_allclose(got["1.2"]["all"], want, rtol=1e-5, atol=1e-5)

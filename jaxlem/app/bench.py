@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxlem
+from jaxlem.app import profile_step
 from jaxlem.app.bench_train import main as train_main
 from jaxlem.app.hardware import hardware
+from jaxlem.app.random_rollout import make_runner
 from jaxlem.app.reference_step import ReferenceStep
 
 DEFAULT_N = (1, 10, 100, 1000, 10000, 100000)
@@ -36,27 +37,6 @@ SCALE = {
     "lem-v0": lambda n: {"num_agents": n},
     "multiactor-v0": lambda n: {"num_consumers": n // 2, "num_prosumers": n - n // 2},
 }
-
-
-def make_runner(env, num_batch: int, steps: int):
-    """A jitted function (key, params) -> summed reward running ``steps`` random steps per env."""
-    act_shape = env.action_space().shape
-
-    def one(key, params):
-        k0, k1 = jax.random.split(key)
-        obs, state = env.reset(k0, params)
-
-        def body(carry, k):
-            state, acc = carry
-            ka, ks = jax.random.split(k)
-            action = jax.random.uniform(ka, act_shape, minval=-1.0, maxval=1.0)
-            _, state, reward, _, _ = env.step(ks, state, action, params)
-            return (state, acc + jnp.sum(reward)), None
-
-        (state, acc), _ = jax.lax.scan(body, (state, jnp.zeros(())), jax.random.split(k1, steps))
-        return acc
-
-    return jax.jit(jax.vmap(one))
 
 
 def bench_one(env_id: str, n: int, b: int, steps: int, repeats: int, seed: int = 0) -> dict:
@@ -213,8 +193,6 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
             if args.stages and args.env == "lem-v0":
-                from jaxlem.app import profile_step
-
                 env = jaxlem.make("lem-v0", num_agents=n)
                 r["stages"] = profile_step.table(profile_step.breakdown(env, b), b, n)
                 for st in r["stages"]:

@@ -29,7 +29,9 @@ import jax
 import numpy as np
 
 import jaxlem
+from jaxlem.app import plain_ppo
 from jaxlem.app.hardware import hardware
+from jaxlem.app.random_rollout import make_runner
 from jaxlem.train import TrainConfig, make_train
 
 CASES = {
@@ -81,8 +83,6 @@ def _median_time(fn, state, repeats: int):
 def bench_env_only(env, bank, num_envs: int, rollout_len: int, updates: int, repeats: int):
     """Seconds per update of the env alone: ``rollout_len`` random-action steps of
     ``num_envs`` scenarios, ``updates`` times in one call."""
-    from jaxlem.app.bench import make_runner
-
     runner = make_runner(env, num_envs, rollout_len * updates)
     keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
 
@@ -95,8 +95,6 @@ def bench_env_only(env, bank, num_envs: int, rollout_len: int, updates: int, rep
 
 def bench_plain(env, bank, cfg: TrainConfig, updates: int, repeats: int) -> float:
     """Seconds per update of the plain PPO update at ``cfg``'s batch, epochs and network."""
-    from jaxlem.app import plain_ppo
-
     init, update = plain_ppo.make(
         env, cfg.num_envs, cfg.rollout_len, cfg.update_epochs, cfg.num_minibatches, cfg.hidden
     )

@@ -33,7 +33,7 @@ class RefParams:
 
 class ReferenceStep:
     """``reset(key, params)``, ``step(key, state, action, params)`` and ``sample_params``,
-    shaped like an env for ``jaxlem.app.bench.make_runner``."""
+    shaped like an env for ``jaxlem.app.random_rollout.make_runner``."""
 
     dt_h = 1.0
     fit, utility, lo, hi = 0.05, 0.25, 0.0, 0.3  # currency/kWh

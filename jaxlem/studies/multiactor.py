@@ -37,15 +37,15 @@ from omegaconf import DictConfig, OmegaConf
 import jaxlem
 from jaxlem.envs.multiactor import policies
 from jaxlem.envs.multiactor.types import KINDS
-from jaxlem.rollout import rollout
 from jaxlem.studies import figures, tables
+from jaxlem.studies import multiactor_deviations as deviations
 from jaxlem.studies.runner import header
 from jaxlem.train import banks
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import TrainConfig
 from jaxlem.train.driver import run_training
 
-SCRIPTED = "scripted_regulated"  # the regulator's fixed rule acts only where it is on
+SCRIPTED = deviations.SCRIPTED  # the regulator's fixed rule acts only where it is on
 KPIS = (
     "welfare",
     "consumer_surplus",
@@ -110,76 +110,6 @@ def _mixed(core: Any):
 
 
 @functools.lru_cache(maxsize=16)
-def _agent_returns(env: Any, policy: Any):
-    """``f(keys [M], bank, state, rows [J, N]) -> [J, M, N]``: every agent's episode return
-    (currency) on each scenario, for each set of trained rows."""
-
-    def one(key, params, state, rows):
-        def act(k, obs, e, p):
-            return policy(k, obs, e, p, (state[0], rows))
-
-        rewards, _ = rollout(env, act, key, params)
-        return jnp.sum(rewards, 0) / params.reward_scale[jnp.asarray(env.kind_of_row)]
-
-    bank_axis = jax.vmap(one, in_axes=(0, 0, None, None))
-    return jax.jit(jax.vmap(bank_axis, in_axes=(None, None, None, 0)))
-
-
-def _unilateral(env: Any, policy: Any, keys, bank, state) -> dict[str, list[float]]:
-    """Per kind and scenario: the mean over the kind's agents of (the agent's return when it
-    alone plays ``state``'s trained policy) minus (its return when every agent plays its
-    rule)."""
-    n = env.num_agents
-    f = _agent_returns(env, policy)
-    alone = np.asarray(f(keys, bank, state, jnp.eye(n, dtype=bool)))  # [N, M, N]
-    base = np.asarray(f(keys, bank, state, jnp.zeros((1, n), bool)))[0]  # [M, N]
-    own = np.stack([alone[j, :, j] for j in range(n)], axis=1) - base  # [M, N]
-    kinds = np.asarray(env.kind_of_row)
-    return {
-        name: own[:, kinds == k].mean(axis=1).tolist()
-        for k, name in enumerate(KINDS)
-        if env.counts[k]
-    }
-
-
-@functools.lru_cache(maxsize=8)
-def _deviation(markup: float):
-    """``policy(key, obs, env, params, (_, rows))``: the scripted market with the consumers on
-    ``rows`` bidding ``markup`` times their supplier's retail price locally."""
-    scripted = policies.BASELINES[SCRIPTED]
-
-    def policy(key, obs, env, params, state):
-        a = scripted(key, obs, env, params)
-        dev = policies.consumers(obs, env, params, bid_markup=markup)
-        cons = env.slices.cons
-        return a.at[cons].set(jnp.where(state[1][cons, None], dev, a[cons]))
-
-    return policy
-
-
-def _consumer_dilemma(env: Any, keys, bank, markups) -> dict[str, dict[str, list[float]]]:
-    """Per bid markup: the consumers' return (per scenario, mean over consumers) when one
-    consumer deviates (its own gain, averaged over which one) and when all do, minus the
-    rule's."""
-    n, cons = env.num_agents, env.slices.cons
-    out = {}
-    for m in markups:
-        f = _agent_returns(env, _deviation(float(m)))
-        rows = np.zeros((env.num_consumers + 2, n), bool)
-        for i, j in enumerate(range(cons.start, cons.stop)):
-            rows[i, j] = True
-        rows[-1, cons] = True  # all consumers; row -2 stays all-rule
-        r = np.asarray(f(keys, bank, (None, None), jnp.asarray(rows)))  # [C + 2, M, N]
-        base = r[-2][:, cons]
-        one = np.stack([r[i, :, j] for i, j in enumerate(range(cons.start, cons.stop))], 1)
-        out[f"{m:g}"] = {
-            "one": (one - base).mean(axis=1).tolist(),
-            "all": (r[-1][:, cons] - base).mean(axis=1).tolist(),
-        }
-    return out
-
-
-@functools.lru_cache(maxsize=16)
 def _trace_fn(env: Any, policy: Any):
     """Mean over a bank of scenarios of the traced info entries, per step (producers'
     capacity summed)."""
@@ -230,7 +160,7 @@ def run_cell(cfg: DictConfig, cell: str, log) -> dict:
             state = (ev.seed_slice(runners, 0), none)
             out["scripted"] = _episodes(env, policy, held, ep_seed, state)
             out["scripted_traces"] = _traces(env, policy, keys, held, state)
-            out["consumer_dilemma"] = _consumer_dilemma(env, keys, held, cfg.bid_markups)
+            out["consumer_dilemma"] = deviations.consumer_dilemma(env, keys, held, cfg.bid_markups)
         per: dict[str, list] = {"all": []}
         rule: dict[str, list] = {}
         one: dict[str, list] = {}
@@ -239,7 +169,9 @@ def run_cell(cfg: DictConfig, cell: str, log) -> dict:
             runner = ev.seed_slice(runners, i)
             per["all"].append(_episodes(env, policy, held, ep_seed, (runner, every)))
             traces.append(_traces(env, policy, keys, held, (runner, every)))
-            for name, gains in _unilateral(env, policy, keys, held, (runner, none)).items():
+            for name, gains in deviations.unilateral(
+                env, policy, keys, held, (runner, none)
+            ).items():
                 if name != "regulator" or regulator:
                     one.setdefault(name, []).append(gains)
             for k, name in enumerate(KINDS):
