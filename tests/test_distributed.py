@@ -124,6 +124,7 @@ LEAN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # two fresh processes and a reference run: about 65 s; pytest -m slow
 def test_two_processes_match_one_and_resume(tmp_path):
     """run_training in two processes (stopped after a chunk, then resumed) against one
     process in this one."""

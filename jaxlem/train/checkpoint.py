@@ -104,15 +104,18 @@ def latest(folder: str | Path) -> dict | None:
     return found[0] if found else None
 
 
+def _dtype(x: Any) -> np.dtype:
+    """The dtype of a leaf without fetching it (a sharded array may span other processes)."""
+    return x.dtype if hasattr(x, "dtype") else np.result_type(x)
+
+
 def restore(folder: str | Path, like: Any, log: Callable[[str], None] = print) -> tuple[Any, dict]:
     """Load the newest readable checkpoint into the structure (and dtypes) of ``like``; a
     checkpoint that fails to load is reported by name and the next older one is tried."""
     found = manifests(folder)
     if not found:
         raise ValueError(f"checkpoint: no checkpoint in {folder}; allowed: a run folder with one")
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.result_type(x)), like
-    )
+    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), _dtype(x)), like)
     errors = []
     for manifest in found:
         path = (Path(folder) / manifest["path"]).resolve()
