@@ -18,6 +18,7 @@ if os.environ.get("JAXLEM_TEST_OPT") != "1":
 # end together instead of one of them finishing a long test alone at the end of the run.
 LONG = (
     "test_hydra_multirun",
+    "test_consumer_dilemma",
     "test_episode_trades",
     "test_market_power_kpis",
     "test_resume_after_a_chunk",

@@ -56,7 +56,12 @@ def _leaves_equal(a, b) -> bool:
         ("mappo", {"sharing": "type", "reward_norm": "agent"}, PARTNER),  # + a partner head
         ("ctce", {"residual": "rule_based_battery"}, PARTNER),  # joint heads, N partner heads
         ("sac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
-        ("masac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
+        pytest.param(  # a second SAC compile (about 25 s): pytest -m slow
+            "masac",
+            {"buffer_size": 64, "batch_size": 16, "learning_starts": 8},
+            LEM,
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_every_algorithm_trains_end_to_end(algo, extra, env):
@@ -120,6 +125,26 @@ def test_selfplay_on_gencos_keeps_a_pool_of_snapshots():
 def test_bad_configs_name_the_field(bad, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{**TINY, **bad})
+
+
+def test_masac_critics_see_the_world_state_and_pooled_actions():
+    """MASAC's critics take MAPPO's world input (own obs and features plus the mean and max of
+    all observations) and own action plus the mean and max of all actions; SAC's only own
+    input and action (shapes traced, nothing compiled; end to end: pytest -m slow)."""
+    widths = {}
+    for algo in ("sac", "masac"):
+        cfg = TrainConfig(algo=algo, buffer_size=64, batch_size=16, **TINY)
+        train = make_train(cfg, LEM)
+        runner = jax.eval_shape(train.init, jax.random.PRNGKey(0))
+        widths[algo] = (
+            jax.tree_util.tree_leaves(runner.params["actor"])[1].shape[0],
+            jax.tree_util.tree_leaves(runner.params["q1"])[1].shape[0],
+        )
+    d = LEM.observation_space().shape[-1]
+    a = LEM.action_space().shape[-1]
+    actor_in, sac_q_in = widths["sac"]
+    assert sac_q_in == actor_in + a
+    assert widths["masac"] == (actor_in, actor_in + 2 * d + 3 * a)
 
 
 def test_ctce_above_its_agent_limit_fails_before_compiling():

@@ -106,7 +106,7 @@ def latest(folder: str | Path) -> dict | None:
 
 def _dtype(x: Any) -> np.dtype:
     """The dtype of a leaf without fetching it (a sharded array may span other processes)."""
-    return x.dtype if hasattr(x, "dtype") else np.result_type(x)
+    return x.dtype if isinstance(x, jax.Array | np.ndarray) else np.result_type(x)
 
 
 def restore(folder: str | Path, like: Any, log: Callable[[str], None] = print) -> tuple[Any, dict]:
