@@ -51,11 +51,21 @@ def _leaves_equal(a, b) -> bool:
 @pytest.mark.parametrize(
     "algo, extra, env",
     [
-        # APPO is IPPO with a lagged behaviour actor and V-trace; ippo itself: test_cli, ...
-        ("appo", {"sharing": "independent", "eval_every": 2, "off_policy_lag": 2}, LEM),
+        # ippo end to end: the CLI and multirun tests, the JaxMARL adapter's
         ("mappo", {"sharing": "type", "reward_norm": "agent"}, PARTNER),  # + a partner head
-        ("ctce", {"residual": "rule_based_battery"}, PARTNER),  # joint heads, N partner heads
-        ("sac", {"buffer_size": 64, "batch_size": 16, "learning_starts": 8}, LEM),
+        # joint heads, N partner heads; a lagged behaviour actor with V-trace (CTCE APPO)
+        ("ctce", {"residual": "rule_based_battery", "off_policy_lag": 2}, PARTNER),
+        (
+            "sac",
+            {
+                "buffer_size": 64,
+                "batch_size": 16,
+                "learning_starts": 8,
+                "sharing": "independent",
+                "eval_every": 2,
+            },
+            LEM,
+        ),  # fmt: skip
         pytest.param(  # a second SAC compile (about 25 s): pytest -m slow
             "masac",
             {"buffer_size": 64, "batch_size": 16, "learning_starts": 8},
@@ -69,7 +79,7 @@ def test_every_algorithm_trains_end_to_end(algo, extra, env):
     train = make_train(cfg, env)
     init = train.init(jax.random.PRNGKey(0))
     runner, metrics = jax.block_until_ready(train.run(init, cfg.num_updates))
-    if algo == "appo":  # the newest actor joined the lag; the oldest acted in the last rollout
+    if cfg.behaviour_lag:  # the newest actor joined the lag; the oldest acted in the last rollout
         lagged = [jax.tree_util.tree_map(lambda x, i=i: x[i], runner.behaviour) for i in (0, 1)]
         assert _leaves_equal(lagged[1], runner.params["actor"])
         assert not _leaves_equal(lagged[0], lagged[1])
