@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from jaxlem.app import bench
 
 
@@ -54,6 +56,7 @@ def test_stage_chain_reproduces_the_step():
     assert names[0] == "battery" and names[-1] == "observation" and len(names) == 11
 
 
+@pytest.mark.slow  # benchmark-only code (jaxlem-bench train runs it); pytest -m slow
 def test_plain_ppo_reference_moves_its_actor():
     """The benchmark's plain PPO update runs on an env of the contract and moves its actor."""
     import jax

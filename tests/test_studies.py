@@ -210,6 +210,7 @@ def test_cell_names_round_trip():
         case3_dso.cells(bad)
 
 
+@pytest.mark.slow  # three multiactor compiles (about 20 s); pytest -m slow
 def test_consumer_dilemma_matches_episode_kpis():
     """The dilemma probe's "all consumers" gain is the consumers' mean return of the deviating
     market minus the scripted one, as the env's own episode KPIs compute it."""
