@@ -44,7 +44,7 @@ def unilateral(env: Any, policy: Any, keys, bank, state) -> dict[str, list[float
     f = agent_returns(env, policy)
     alone = np.asarray(f(keys, bank, state, jnp.eye(n, dtype=bool)))  # [N, M, N]
     base = np.asarray(f(keys, bank, state, jnp.zeros((1, n), bool)))[0]  # [M, N]
-    own = np.stack([alone[j, :, j] for j in range(n)], axis=1) - base  # [M, N]
+    own = np.diagonal(alone, axis1=0, axis2=2) - base  # agent j's return when j alone: [M, N]
     kinds = np.asarray(env.kind_of_row)
     return {
         name: own[:, kinds == k].mean(axis=1).tolist()
@@ -76,13 +76,13 @@ def consumer_dilemma(env: Any, keys, bank, markups) -> dict[str, dict[str, list[
     out = {}
     for m in markups:
         f = agent_returns(env, deviation(float(m)))
-        rows = np.zeros((env.num_consumers + 2, n), bool)
-        for i, j in enumerate(range(cons.start, cons.stop)):
-            rows[i, j] = True
+        c = env.num_consumers
+        rows = np.zeros((c + 2, n), bool)
+        rows[:c, cons] = np.eye(c, dtype=bool)  # each consumer alone
         rows[-1, cons] = True  # all consumers; row -2 stays all-rule
         r = np.asarray(f(keys, bank, (None, None), jnp.asarray(rows)))  # [C + 2, M, N]
         base = r[-2][:, cons]
-        one = np.stack([r[i, :, j] for i, j in enumerate(range(cons.start, cons.stop))], 1)
+        one = np.diagonal(r[:c, :, cons], axis1=0, axis2=2)  # [M, C]
         out[f"{m:g}"] = {
             "one": (one - base).mean(axis=1).tolist(),
             "all": (r[-1][:, cons] - base).mean(axis=1).tolist(),
