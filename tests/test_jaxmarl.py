@@ -254,6 +254,7 @@ IPPO_CONFIG = dict(
 )
 
 
+@pytest.mark.slow  # a second IPPO compile (about 20 s); the adapter's API: test_wrappers.py
 def test_ippo_trains_lem_through_the_adapter_on_a_scenario_bank():
     """JaxMARL-style IPPO, jitted, over lem-v0 (3 agents, 8 steps) drawing episodes from a bank
     of 4 communities; the info layout passes the per-actor reshape without replace_info."""

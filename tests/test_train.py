@@ -226,6 +226,7 @@ def _assert_same_history(a, b):
         np.testing.assert_array_equal(list(x.values()), list(y.values()))
 
 
+@pytest.mark.slow  # a fresh process that trains and compares twice (about 80 s); pytest -m slow
 def test_hydra_multirun_compiles_once_and_writes_one_folder_per_run(tmp_path):
     """``jaxlem-train -m`` over 2 values of a numeric env field in a fresh process
     (as a user runs it): one trace of the trainer, one result folder per run."""

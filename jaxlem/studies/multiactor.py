@@ -254,6 +254,15 @@ def kind_gains(result: dict, algo: str, market: str) -> dict[str, dict]:
     return out
 
 
+def _bounds(cfg: DictConfig) -> str:
+    """The residual bound of each kind, in words."""
+    by_type = list(cfg.train.get("residual_scale_by_type") or [])
+    if not by_type:
+        return f"bound {float(cfg.train.get('residual_scale', 1.0)):g} for every kind"
+    pairs = ", ".join(f"{k}s {float(v):g}" for k, v in zip(KINDS, by_type, strict=True))
+    return f"bound per kind: {pairs}"
+
+
 def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
     algos = list(cfg.algos)
     names = list(results)
@@ -332,7 +341,8 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         f"The multi-actor market ({_describe(cfg)}) in every cell of scenario "
         f"{list(cfg.grid.scenario)} x regulator {list(cfg.grid.regulator)} x persona mix "
         f"{list(cfg.grid.personas)}. Per cell, {', '.join(a.upper() for a in algos)} with one "
-        f"network per kind of actor (`sharing=type`, residual on each kind's rule) train "
+        f"network per kind of actor (`sharing=type`, residual on each kind's rule, "
+        f"{_bounds(cfg)}) train "
         f"{cfg.seeds} seeds for {cfg.train.total_timesteps:,} env steps each; then the scripted "
         f"rules, the trained agents and each kind trained alone among scripted others play the "
         f"same {cfg.eval_scenarios} held-out scenarios (episodes of the same keys). Money in "
