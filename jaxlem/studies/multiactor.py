@@ -259,7 +259,10 @@ def _bounds(cfg: DictConfig) -> str:
     by_type = list(cfg.train.get("residual_scale_by_type") or [])
     if not by_type:
         return f"bound {float(cfg.train.get('residual_scale', 1.0)):g} for every kind"
-    pairs = ", ".join(f"{k}s {float(v):g}" for k, v in zip(KINDS, by_type, strict=True))
+    plural = {"utility": "utilities"}
+    pairs = ", ".join(
+        f"{plural.get(k, k + 's')} {float(v):g}" for k, v in zip(KINDS, by_type, strict=True)
+    )
     return f"bound per kind: {pairs}"
 
 
