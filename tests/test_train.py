@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import jaxlem
-from jaxlem.train import TrainConfig, loop, make_train
+from jaxlem.train import TrainConfig, capacity, loop, make_train
 from jaxlem.train.config import ALGOS
 from jaxlem.train.driver import read_csv, run_training
 
@@ -158,10 +158,25 @@ def test_masac_critics_see_the_world_state_and_pooled_actions():
 
 
 def test_ctce_above_its_agent_limit_fails_before_compiling():
+    """The limit is where the joint networks' training bytes pass the memory share; the
+    parameter count it uses is the networks' own (shapes traced, nothing compiled)."""
     before = sum(loop.TRACE_COUNT.values())
+    cfg = TrainConfig(algo="ctce", **TINY)
+    train = make_train(cfg, LEM)
+    core = train.core
+    runner = jax.eval_shape(train.init, jax.random.PRNGKey(0))
+    counted = sum(x.size for x in jax.tree_util.tree_leaves(runner.params))
+    d, out = core.obs_dim, core.head.out_dim // LEM.num_agents
+    assert counted == capacity.joint_parameters(LEM.num_agents, d, out, cfg.hidden)
+    # a device of exactly the bytes 10 agents need at a share of 0.5: 10 fit, 11 do not
+    mem = 2 * capacity.BYTES_PER_PARAMETER * capacity.joint_parameters(10, d, out, cfg.hidden)
+    capacity.check_joint(10, d, out, cfg.hidden, 0.5, memory_bytes=mem)
+    with pytest.raises(ValueError, match=r"num_agents: got 11 .*allowed range \[1, 10\]"):
+        capacity.check_joint(11, d, out, cfg.hidden, 0.5, memory_bytes=mem)
+    assert capacity.device_memory_bytes() > 2**28
     big = jaxlem.make("lem-v0", num_agents=20)
-    with pytest.raises(ValueError, match="num_agents.*ctce_max_agents"):
-        make_train(TrainConfig(algo="ctce", **TINY), big)
+    with pytest.raises(ValueError, match="num_agents: got 20 with algo='ctce'.*ctce_memory"):
+        make_train(TrainConfig(algo="ctce", ctce_memory_fraction=1e-9, **TINY), big)
     assert sum(loop.TRACE_COUNT.values()) == before
 
 

@@ -14,14 +14,16 @@ import numpy as np  # noqa: E402
 STYLES = {"wholesale_price": "-", "retail_price": "--", "local_price": ":"}
 
 
-def _save(fig, path: Path, tight: bool = True) -> None:
+def save(fig, path: Path, tight: bool = True) -> None:
+    """Write ``fig`` as a small PNG and close it."""
     if tight:
         fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def _panel(ax, title: str) -> None:
+def panel(ax, title: str) -> None:
+    """A panel's title, grid and tick size as every study figure has them."""
     ax.set_title(title, fontsize=8)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=7)
@@ -31,7 +33,7 @@ def _finish_curves(fig, axes, path: Path) -> None:
     axes[0].set_ylabel("episode return", fontsize=8)
     axes[0].legend(fontsize=5)
     fig.supxlabel("update", fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def _grid(n: int, width: float = 3.4, height: float = 2.4):
@@ -61,7 +63,7 @@ def multiactor_levels(series: dict[str, dict[str, dict]], path: Path) -> None:
     axes[0].set_ylabel("currency/MWh", fontsize=8)
     axes[0].legend(fontsize=5, ncol=1)
     fig.supxlabel("hour", fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def cell_lines(series: dict[str, dict[str, dict]], key: str, ylabel: str, path: Path) -> None:
@@ -77,7 +79,7 @@ def cell_lines(series: dict[str, dict[str, dict]], key: str, ylabel: str, path: 
     axes[0].set_ylabel(ylabel, fontsize=8)
     axes[0].legend(fontsize=6)
     fig.supxlabel("hour", fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def learning_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> None:
@@ -86,7 +88,7 @@ def learning_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> No
     for ax, (cell, algos) in zip(axes, curves.items(), strict=False):
         for i, (name, y) in enumerate(algos.items()):
             ax.plot(np.arange(1, len(y) + 1), y, lw=1.0, color=f"C{i + 1}", label=name)
-        _panel(ax, cell)
+        panel(ax, cell)
     _finish_curves(fig, axes, path)
 
 
@@ -128,7 +130,7 @@ def grouped_bars(
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
-    _save(fig, path)
+    save(fig, path)
 
 
 def table_bars(table: dict[str, dict[str, float]], keys: list[str], path: Path) -> None:
@@ -141,7 +143,7 @@ def table_bars(table: dict[str, dict[str, float]], keys: list[str], path: Path) 
         ax.set_title(key, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(labelsize=7)
-    _save(fig, path)
+    save(fig, path)
 
 
 def market_over_time(traces: dict[str, dict[str, dict]], path: Path) -> None:
@@ -179,7 +181,7 @@ def market_over_time(traces: dict[str, dict[str, dict]], path: Path) -> None:
     axes[0, 0].legend(fontsize=5)
     axes[1, 0].legend(fontsize=5)
     fig.supxlabel("hour", fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def violins(samples: dict[str, dict[str, np.ndarray]], ylabel: str, path: Path) -> None:
@@ -205,7 +207,7 @@ def violins(samples: dict[str, dict[str, np.ndarray]], ylabel: str, path: Path) 
     ax.set_ylabel(ylabel, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=6)
-    _save(fig, path)
+    save(fig, path)
 
 
 def trade_heatmaps(matrices: dict[str, np.ndarray], path: Path) -> None:
@@ -221,7 +223,7 @@ def trade_heatmaps(matrices: dict[str, np.ndarray], path: Path) -> None:
         fig.colorbar(im, ax=ax, fraction=0.046).ax.tick_params(labelsize=6)
     axes[0].set_ylabel("seller", fontsize=8)
     fig.supxlabel("buyer (kWh over the episode)", fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def trade_network(
@@ -258,7 +260,7 @@ def trade_network(
     ax.set_xlim(-1.45, 1.45)
     ax.set_ylim(-1.45, 1.45)
     ax.axis("off")
-    _save(fig, path)
+    save(fig, path)
 
 
 def soc_trajectories(socs: dict[str, np.ndarray], path: Path) -> None:
@@ -276,7 +278,7 @@ def soc_trajectories(socs: dict[str, np.ndarray], path: Path) -> None:
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("SOC", fontsize=8)
     fig.supxlabel("hour", fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def seed_band_curves(curves: dict[str, dict], path: Path) -> None:
@@ -290,7 +292,7 @@ def seed_band_curves(curves: dict[str, dict], path: Path) -> None:
         ax.fill_between(x, y.min(0), y.max(0), color="C0", alpha=0.25)
         for k, (name, v) in enumerate(c.get("refs", {}).items()):
             ax.axhline(v, ls="--", lw=1, color=POLICY_COLOURS.get(name, f"C{k + 1}"), label=name)
-        _panel(ax, cell)
+        panel(ax, cell)
     _finish_curves(fig, axes, path)
 
 
@@ -350,7 +352,7 @@ def market_power(cap: dict[str, dict], table: list[dict], path: Path) -> None:
         a.set_xticks(x, labels, fontsize=7)
         a.grid(axis="y", alpha=0.3)
         a.tick_params(labelsize=7)
-    _save(fig, path)
+    save(fig, path)
 
 
 def performance(cap: dict[str, dict], table: list[dict], path: Path) -> None:
@@ -390,7 +392,7 @@ def performance(cap: dict[str, dict], table: list[dict], path: Path) -> None:
     for a in ax.reshape(-1):
         a.grid(alpha=0.3)
         a.tick_params(labelsize=7)
-    _save(fig, path)
+    save(fig, path)
 
 
 def kpi_lines(rows: list[dict], x: str, line: str, keys: list[str], path: Path,
@@ -414,7 +416,7 @@ def kpi_lines(rows: list[dict], x: str, line: str, keys: list[str], path: Path,
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
-    _save(fig, path)
+    save(fig, path)
 
 
 def dispatch_stacks(traces: dict[str, dict], units: list[str], path: Path) -> None:
@@ -429,7 +431,7 @@ def dispatch_stacks(traces: dict[str, dict], units: list[str], path: Path) -> No
     axes[0].set_ylabel("MW", fontsize=8)
     axes[0].legend(fontsize=6, loc="upper left")
     fig.supxlabel("hour", fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def lmp_maps(lmps: dict[str, np.ndarray], frm: np.ndarray, to: np.ndarray, limited: np.ndarray,
@@ -457,7 +459,7 @@ def lmp_maps(lmps: dict[str, np.ndarray], frm: np.ndarray, to: np.ndarray, limit
         ax.set_ylim(-1.7, 1.7)
         ax.axis("off")
     fig.colorbar(sc, ax=list(axes), fraction=0.03, label="LMP ($/MWh)")
-    _save(fig, path, tight=False)
+    save(fig, path, tight=False)
 
 
 def markup_trajectories(markups: dict[str, np.ndarray], units: list[str], path: Path) -> None:
@@ -476,4 +478,4 @@ def markup_trajectories(markups: dict[str, np.ndarray], units: list[str], path: 
     axes[0].set_ylabel("markup", fontsize=8)
     axes[0].legend(fontsize=6)
     fig.supxlabel("hour", fontsize=8)
-    _save(fig, path)
+    save(fig, path)

@@ -42,6 +42,7 @@ STUDIES: dict[str, str] = {
     "case4-grid": "jaxlem.studies.case4_grid",
     "case5-storage": "jaxlem.studies.case5_storage",
     "case6-cooperation": "jaxlem.studies.case6_cooperation",
+    "case7-scalability": "jaxlem.studies.case7_scalability",
     "gencos": "jaxlem.studies.gencos",
     "multiactor": "jaxlem.studies.multiactor",
 }

@@ -117,8 +117,9 @@ class TrainConfig:
     off_policy_lag: int = 0
     vtrace_rho_bar: float = 1.0  # V-trace truncation of the importance ratio (rho)
     vtrace_c_bar: float = 1.0  # ... and of the traces (c)
-    # centralised (CTCE): one joint policy over all agents
-    ctce_max_agents: int = 16
+    # centralised (CTCE): one joint policy over all agents, allowed while its joint networks'
+    # parameters, gradients and Adam moments take at most this share of the device's memory
+    ctce_memory_fraction: float = 0.5
     # SAC
     buffer_size: int = 50_000  # replay rows, one per env step of one environment (all agents)
     batch_size: int = 256
@@ -142,7 +143,6 @@ class TrainConfig:
             "eval_envs",
             "pool_size",
             "snapshot_every",
-            "ctce_max_agents",
             "buffer_size",
             "batch_size",
             "gradient_steps",
@@ -172,6 +172,9 @@ class TrainConfig:
         checks.check_range("init_alpha", self.init_alpha, 0.0, 100.0, lo_open=True)
         checks.check_range("residual_keep_logit", self.residual_keep_logit, -20.0, 20.0)
         checks.check_range("residual_scale", self.residual_scale, 0.0, 1.0, lo_open=True)
+        checks.check_range(
+            "ctce_memory_fraction", self.ctce_memory_fraction, 0.0, 1.0, lo_open=True
+        )
         for i, v in enumerate(self.residual_scale_by_type):
             checks.check_range(f"residual_scale_by_type[{i}]", v, 0.0, 1.0, lo_open=True)
         batch = self.num_envs * self.rollout_len
@@ -299,12 +302,6 @@ class TrainConfig:
             raise ValueError(
                 f"residual_scale_by_type: got {len(self.residual_scale_by_type)} values; "
                 f"allowed: one per agent type ({types}: {', '.join(env.agent_type_names)})"
-            )
-        if self.algo == "ctce" and env.num_agents > self.ctce_max_agents:
-            raise ValueError(
-                f"num_agents: got {env.num_agents} with algo='ctce'; allowed range "
-                f"[1, {self.ctce_max_agents}] (ctce_max_agents: the joint policy's input and "
-                "output grow with N; use mappo or ippo for large N)"
             )
         categorical = env.action_layout().categorical
         if self.is_sac and categorical:

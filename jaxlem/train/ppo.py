@@ -31,7 +31,7 @@ import optax
 from flax import struct
 
 from jaxlem.envs.wrappers import LogWrapper
-from jaxlem.train import loop, selfplay, vtrace
+from jaxlem.train import capacity, loop, selfplay, vtrace
 from jaxlem.train import networks as nets
 from jaxlem.train.config import Hyper, TrainConfig
 from jaxlem.train.reporter import Reporter
@@ -74,6 +74,14 @@ class Core:
         self.central, self.views = self.agents.central, self.agents.views
         scale = c.residual_scale_by_type or c.residual_scale
         self.residual = Residual(env, c.residual_policy(env), self.head, scale)
+        if self.central:  # before anything is built for a joint network that cannot fit
+            capacity.check_joint(
+                self.num_agents,
+                self.obs_dim,
+                self.head.out_dim // self.num_agents,
+                c.hidden,
+                c.ctce_memory_fraction,
+            )
         self.actor = nets.MLP(c.hidden, c.activation, self.head.out_dim, 0.01)
         self.critic = nets.MLP(c.hidden, c.activation, 1, 1.0)
         self.reporter = Reporter()
