@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -55,7 +56,7 @@ def bench_one(env_id: str, n: int, b: int, steps: int, repeats: int, seed: int =
     t0 = time.perf_counter()
     compiled = runner.lower(keys, params).compile()
     compile_s = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
+    mem = xla_memory(compiled)
     jax.block_until_ready(compiled(keys, params))  # warm-up
     times = []
     for r in range(repeats):
@@ -77,24 +78,54 @@ def bench_one(env_id: str, n: int, b: int, steps: int, repeats: int, seed: int =
         "agent_steps_per_s": n * b * steps / med,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    if mem is not None:
-        out["xla_temp_mb"] = mem.temp_size_in_bytes / 2**20
-        out["xla_args_mb"] = mem.argument_size_in_bytes / 2**20
+    if mem:
+        out["xla_temp_mb"] = mem["temp_bytes"] / 2**20
+        out["xla_args_mb"] = mem["argument_bytes"] / 2**20
     return out
 
 
-def growth_exponent(rows: list[dict], batch: int, n_lo: int = 1000, n_hi: int = 100000):
-    """Least-squares slope of log(step time) against log(N) for the ``--agents`` values N in
-    [n_lo, n_hi] at ``batch`` (an N log N step gives 1 + 1/ln N: about 1.1 to 1.2)."""
-    pts = [
-        (r.get("scaled", r["num_agents"]), r["step_time_s"])
-        for r in rows
-        if r["batch"] == batch and n_lo <= r.get("scaled", r["num_agents"]) <= n_hi
-    ]
-    if len(pts) < 2:
+def xla_memory(compiled: Any) -> dict[str, float]:
+    """XLA's memory analysis of a compiled program (bytes): arguments, outputs, temporaries,
+    and their sum less what outputs alias from arguments (the program's peak); empty where the
+    backend has no analysis."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # a backend without the analysis
+        return {}
+    if m is None:
+        return {}
+    out = {
+        "argument_bytes": float(m.argument_size_in_bytes),
+        "output_bytes": float(m.output_size_in_bytes),
+        "temp_bytes": float(m.temp_size_in_bytes),
+        "alias_bytes": float(m.alias_size_in_bytes),
+    }
+    out["peak_bytes"] = (
+        out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
+    )
+    return out
+
+
+def growth(points: list[tuple[float, float]], n_min: float = 0.0) -> float | None:
+    """Least-squares slope of log(y) against log(N) over the points with N >= ``n_min``
+    (1: y grows in proportion to N; 0: constant); None without two distinct N."""
+    pts = [(n, y) for n, y in points if n >= n_min and y > 0 and np.isfinite(y)]
+    if len({n for n, _ in pts}) < 2:
         return None
     x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
     return float(np.polyfit(x, y, 1)[0])
+
+
+def growth_exponent(rows: list[dict], batch: int, n_lo: int = 1000, n_hi: int = 100000):
+    """``growth`` of the step time over the ``--agents`` values N in [n_lo, n_hi] at ``batch``
+    (an N log N step gives 1 + 1/ln N: about 1.1 to 1.2)."""
+    return growth(
+        [
+            (r.get("scaled", r["num_agents"]), r["step_time_s"])
+            for r in rows
+            if r["batch"] == batch and n_lo <= r.get("scaled", r["num_agents"]) <= n_hi
+        ]
+    )
 
 
 def plot(rows: list[dict], hw: dict, path: Path, env_id: str = "lem-v0") -> None:

@@ -12,20 +12,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from jaxlem.app.bench import growth
 from jaxlem.studies import figures, tables
 from jaxlem.studies.runner import header
 
 MIB, KIB = 2.0**20, 2.0**10
-
-
-def growth(points: list[tuple[float, float]], n_min: float = 0.0) -> float | None:
-    """Least-squares slope of log(y) against log(N) over the points with N >= ``n_min``
-    (1: y grows in proportion to N; 0: constant)."""
-    pts = [(n, y) for n, y in points if n >= n_min and y > 0 and np.isfinite(y)]
-    if len(pts) < 2 or len({n for n, _ in pts}) < 2:
-        return None
-    x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
-    return float(np.polyfit(x, y, 1)[0])
 
 
 def scaling_factor(points: list[tuple[float, float]]) -> float | None:

@@ -38,6 +38,7 @@ from jaxlem.studies import case7_report, lem_cells
 from jaxlem.train import banks, capacity, make_train
 from jaxlem.train import evaluate as ev
 from jaxlem.train.config import TrainConfig
+from jaxlem.train.views import action_head
 
 CLEAR_CACHES = True  # every cell compiles programs of its own shapes
 ENV_ID = "lem-v0"
@@ -180,7 +181,7 @@ def run_train(cfg: DictConfig, mode: str, algo: str, n: int, log) -> dict:
     t0 = time.perf_counter()
     compiled = core.run.lower(runners, train.bank, train.eval_bank, train.hyper, chunk).compile()
     compile_s = time.perf_counter() - t0
-    mem = _memory(compiled)
+    mem = bench.xla_memory(compiled)
     budget = float(cfg.memory_fraction) * capacity.device_memory_bytes()
     base = {"batch": tc.num_envs, "rollout_len": tc.rollout_len, "chunk_updates": chunk,
             "compile_s": compile_s, **mem}  # fmt: skip
@@ -222,27 +223,6 @@ def run_train(cfg: DictConfig, mode: str, algo: str, n: int, log) -> dict:
         "final_return": float(np.mean(np.asarray(metrics.get("episode_return", np.nan))[-1])),
         "kpis": _kpis(trained),
     }
-
-
-def _memory(compiled: Any) -> dict[str, float]:
-    """XLA's memory analysis of a compiled program (bytes): arguments, outputs, temporaries,
-    and their sum less what outputs alias from arguments (the program's peak)."""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # a backend without the analysis
-        return {}
-    if m is None:
-        return {}
-    out = {
-        "argument_bytes": float(m.argument_size_in_bytes),
-        "output_bytes": float(m.output_size_in_bytes),
-        "temp_bytes": float(m.temp_size_in_bytes),
-        "alias_bytes": float(m.alias_size_in_bytes),
-    }
-    out["peak_bytes"] = (
-        out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
-    )
-    return out
 
 
 # ---------------------------------------------------------------------------- report
@@ -341,10 +321,7 @@ def ctce_limit(cfg: DictConfig) -> dict[str, Any]:
     env = _env(1)
     tc = train_config(cfg, "CTCE", "PPO", 1)
     obs = env.observation_space().shape[-1]
-    layout = env.action_layout()
-    out_per_agent = 2 * layout.continuous + len(layout.categorical) * max(
-        layout.categorical, default=0
-    )
+    out_per_agent = action_head(tc, env).out_dim  # one agent: the joint head's share per agent
     memory = capacity.device_memory_bytes()
     budget = tc.ctce_memory_fraction * memory
     return {"max_agents": capacity.max_joint_agents(obs, out_per_agent, tc.hidden, budget),
