@@ -2,9 +2,11 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
 import pytest
 
-from jaxlem.app import bench
+from jaxlem.app import bench, profile_update
 
 
 def test_bench_tiny(tmp_path, capsys):
@@ -74,3 +76,54 @@ def test_plain_ppo_reference_moves_its_actor():
     before, after = (jax.tree_util.tree_leaves(s[0]["actor"]) for s in (state, new))
     moved = [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
     assert any(moved)
+
+
+def test_update_stages_from_scope_paths():
+    """Scope paths as JAX writes them under vmap, jit and grad map to the profile's stages."""
+    head = "jit(run)/while/body/closed_call"
+    roll = f"{head}/vmap(rollout)/while/body/closed_call"
+    learn = f"{head}/vmap(learn)/while/body/closed_call/while/body/closed_call"
+    cases = {
+        f"{roll}/env/vmap()/add": "rollout: env",
+        f"{roll}/distribution/jit(_normal)/jit(_uniform)/shift_left": "rollout: distribution",
+        f"{roll}/actor/dot_general": "rollout: actor",
+        f"{roll}/split": "rollout: other (keys, reward scaling, stacking)",
+        f"{head}/advantages/while/body/mul": "advantages (GAE / V-trace)",
+        f"{learn}/jvp(actor)/dot_general": "learn: forward actor",
+        f"{learn}/transpose(jvp(actor))/dot_general": "learn: backward actor",
+        f"{learn}/jvp(distribution)/lgamma": "learn: forward distribution",
+        f"{learn}/transpose(jvp(critic))/add_any": "learn: backward critic",
+        f"{learn}/transpose(jvp())/mul": "learn: backward loss terms",
+        f"{learn}/optimizer/sqrt": "learn: optimizer (clip, Adam, apply)",
+        f"{head}/vmap(learn)/while/body/closed_call/shuffle/gather": "learn: shuffle",
+        f"{head}/reduce_sum": "other (metrics, bookkeeping)",
+        "jit(run)/while/body/closed_call/vmap(rollout_len)/add": "other (metrics, bookkeeping)",
+    }
+    for op_name, stage in cases.items():
+        assert profile_update.stage_of(op_name) == stage, op_name
+        assert stage in profile_update.STAGES
+
+
+def test_op_times_finds_each_scope_of_a_compiled_update():
+    """The profiler's op times land in the stages whose scopes the ops were traced under; the
+    gradient's matmuls (whose fusions XLA leaves unnamed) count as backward."""
+
+    def update(w, x):
+        with jax.named_scope("rollout"), jax.named_scope("env"):
+            y = jnp.sin(x) @ x
+
+        def loss(w):
+            with jax.named_scope("actor"):
+                return jnp.sum(jnp.tanh(y @ w))
+
+        with jax.named_scope("learn"):
+            g = jax.grad(loss)(w)
+            with jax.named_scope("optimizer"):
+                return w - 1e-3 * g
+
+    w, x = jnp.ones((256, 256)), jnp.ones((256, 256))
+    compiled = jax.jit(jax.vmap(update, (0, None))).lower(w[None], x).compile()
+    times = profile_update.op_times(compiled, lambda: compiled(w[None], x))
+    for stage in ("rollout: env", "learn: forward actor", "learn: backward actor"):
+        assert times[stage] > 0, (stage, times)
+    assert times["advantages (GAE / V-trace)"] == 0

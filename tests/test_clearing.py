@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from reference_market import reference_clear
 
 from jaxlem.market import COMMUNITY_RULES, RULES, clear
-from jaxlem.market.clearing import PRICE_BOUND
+from jaxlem.market.clearing import PRICE_BOUND, sort_book
 
 N = 24  # every random book is padded to this size so each jitted function compiles once
 # Tie randomisation is rule-independent code; one representative per auction pricing code path
@@ -592,6 +592,41 @@ def test_robust_books(name):
         check_invariants(out, price, qty, is_buy, rule)
         if no_trade:
             assert out["volume"] == 0 and np.all(out["payment"] == 0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 40),
+    levels=st.sampled_from([1, 3, 1000]),
+    scale=st.sampled_from([1.0, 1e-30, 1e9]),
+    with_rep=st.booleans(),
+    tie_kind=st.sampled_from(["none", "random", "few"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_packed_sort_is_the_lexicographic_sort(n, levels, scale, with_rep, tie_kind, seed):
+    """``sort_book``'s one packed 64-bit key orders the book exactly as NumPy's lexicographic
+    sort of (group, price key, -reputation, tie, index), with many ties and signed zeros."""
+    rng = np.random.default_rng(seed)
+    price = (rng.integers(-levels, levels + 1, n) * scale).astype(np.float32)
+    price[rng.random(n) < 0.2] = -0.0
+    q_buy = np.where(rng.random(n) < 0.4, rng.random(n) + 0.1, 0.0).astype(np.float32)
+    q_sell = np.where((q_buy == 0) & (rng.random(n) < 0.6), 1.0, 0.0).astype(np.float32)
+    rep = rng.integers(0, 3, n).astype(np.float32) / 2 if with_rep else None
+    tie = {
+        "none": None,
+        "random": rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32),
+        "few": rng.integers(0, 3, n).astype(np.uint32),
+    }[tie_kind]
+    perm, group = jax.jit(sort_book)(price, q_buy, q_sell, rep, tie)
+
+    g = np.where(q_buy > 0, 0, np.where(q_sell > 0, 1, 2))
+    key_price = np.where(g == 0, -price, np.where(g == 1, price, 0.0)).astype(np.float64)
+    keys = [np.arange(n)]  # np.lexsort: the last key is the primary one
+    keys += [] if tie is None else [tie.astype(np.int64)]
+    keys += [] if rep is None else [np.where(g < 2, -rep, 0.0)]
+    expected = np.lexsort((*keys, key_price, g))
+    np.testing.assert_array_equal(np.asarray(perm), expected)
+    np.testing.assert_array_equal(np.asarray(group), g[expected])
 
 
 # --------------------------------------------------------------------------- 7. errors

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 import jaxlem
-from jaxlem.app import plain_ppo
+from jaxlem.app import plain_ppo, profile_update
 from jaxlem.app.hardware import hardware
 from jaxlem.app.random_rollout import make_runner
 from jaxlem.train import TrainConfig, make_train
@@ -108,7 +108,13 @@ def bench_plain(env, bank, cfg: TrainConfig, updates: int, repeats: int) -> floa
 
 
 def bench(
-    env_id: str, env_kw: dict, cfg_kw: dict, updates: int, repeats: int, plain: bool = False
+    env_id: str,
+    env_kw: dict,
+    cfg_kw: dict,
+    updates: int,
+    repeats: int,
+    plain: bool = False,
+    stages: bool = False,
 ) -> dict:
     env = jaxlem.make(env_id, **env_kw)
     cfg = TrainConfig(**{"total_timesteps": 10**9, "eval_every": 0, **cfg_kw})
@@ -128,10 +134,16 @@ def bench(
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     env_steps = updates * cfg.env_steps_per_update
+    if stages:  # one more chunk under XLA's profiler: op time per stage, per update
+        op = profile_update.op_times(compiled, lambda: compiled(runners, *args[:3]))
+        extra_stages = {"stages_s_per_update": {k: v / updates for k, v in op.items()}}
+    else:
+        extra_stages = {}
     per_update = med / updates
     env_s = bench_env_only(env, train.bank, cfg.num_envs, cfg.rollout_len, updates, repeats)
     samples = cfg.env_steps_per_update
     extra = {
+        **extra_stages,
         "env_only_update_s": env_s,
         "us_per_sample": 1e6 * per_update / samples,
         "learner_us_per_sample": 1e6 * (per_update - env_s) / samples,
@@ -164,6 +176,13 @@ def bench(
     }
 
 
+def _print_stages(stages: dict[str, float], wall_s: float) -> None:
+    total = sum(stages.values())
+    print(f"    op time per update {1e3 * total:.1f} ms (wall {1e3 * wall_s:.1f} ms):", flush=True)
+    for k, v in stages.items():
+        print(f"      {k:<50} {1e3 * v:8.2f} ms {100 * v / max(total, 1e-12):5.1f} %")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="outputs/bench_train")
@@ -174,6 +193,10 @@ def main(argv=None):
         "--ablate", action="store_true", help="reference cases: also time ours with each of "
         "ABLATIONS switched off"
     )  # fmt: skip
+    ap.add_argument(
+        "--stages", action="store_true", help="also profile one chunk of each case with XLA's "
+        "profiler: op time per stage of the update (jaxlem.app.profile_update)"
+    )  # fmt: skip
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +205,9 @@ def main(argv=None):
     rows = []
     for name in args.cases:
         env_id, env_kw, cfg_kw = CASES[name]
-        r = bench(env_id, env_kw, cfg_kw, args.updates, args.repeats, "reference" in name)
+        r = bench(
+            env_id, env_kw, cfg_kw, args.updates, args.repeats, "reference" in name, args.stages
+        )
         r["name"] = name
         rows.append(r)
         print(
@@ -193,6 +218,8 @@ def main(argv=None):
             f"(learner {r['learner_us_per_sample']:.1f})",
             flush=True,
         )
+        if "stages_s_per_update" in r:
+            _print_stages(r["stages_s_per_update"], r["median_chunk_s"] / args.updates)
         if args.ablate and "reference" in name:
             r["ablations"] = {}
             for what, kw in ABLATIONS.items():

@@ -6,7 +6,7 @@ returns, per stage, a function and the arguments it received (a test checks that
 them reproduces ``step_env`` exactly). ``breakdown(env, batch, ...)`` times each of them,
 ``repeats`` applications in one compiled loop (each application depends on the last, so XLA
 cannot hoist it), against the whole step (``env.step``: with the auto-reset). The clearing
-is split three ways: the order-book sort alone (the same ``lax.sort`` the clearing does),
+is split three ways: the order-book sort alone (``clearing.sort_book``, as the clearing does),
 ``match_segments`` (sort plus matching) and ``clear`` (everything, pricing and payments
 included), so matching = segments - sort and pricing = clear - segments.
 """
@@ -28,12 +28,8 @@ Stage = tuple[str, Callable[..., Any], tuple]
 
 
 def _sort_only(price, q_buy, q_sell, tie):
-    """The clearing's one sort of the book (groups, price key, random tie, index)."""
-    buy, sell = q_buy > 0, q_sell > 0
-    group = jnp.where(buy, 0, jnp.where(sell, 1, 2)).astype(jnp.int32)
-    key_price = jnp.where(buy, -price, jnp.where(sell, price, 0.0))
-    idx = jnp.arange(price.shape[0], dtype=jnp.int32)
-    return jax.lax.sort((group, key_price, tie, idx), num_keys=3, is_stable=True)[-1]
+    """The clearing's sort of the book (its tie rank and the packed-key sort)."""
+    return clearing.sort_book(price, q_buy, q_sell, None, tie)[0]
 
 
 def stage_calls(env: Any, key: jax.Array, state: Any, action: jax.Array, params: Any) -> dict:

@@ -2,13 +2,13 @@
 
 Buyers are sorted by limit price descending and sellers ascending (ties: higher reputation first,
 then a key-driven random order, or the agent index when no key is given), in one sort of the whole
-book. Both sides are laid on one cumulative-quantity axis; the unit at position ``q`` is bought
-by the buyer whose interval holds ``q`` and sold by the seller whose interval holds ``q``, and it
-trades while ``bid >= ask``. The matched volume and each agent's share come from prefix sums and
-``searchsorted``. Payments for the pairwise pricing rules are integrated over the at most ``2N``
-segments of the merged breakpoints, each of which has exactly one buyer and one seller; the two
-breakpoint sequences are merged by rank with ``searchsorted`` rather than sorted again. No N x N
-array is ever built.
+book on a packed 64-bit key (``sort_book``). Both sides are laid on one cumulative-quantity axis;
+the unit at position ``q`` is bought by the buyer whose interval holds ``q`` and sold by the seller
+whose interval holds ``q``, and it trades while ``bid >= ask``. The two breakpoint sequences are
+merged by rank (one ``searchsorted``, no second sort) into at most ``2N`` segments, each of which
+has exactly one buyer and one seller; the matched volume is the end of the last segment whose bid
+covers its ask, and payments for the pairwise pricing rules are integrated over the segments.
+No N x N array is ever built.
 
 Units are the caller's: ``payment = price * quantity``.
 """
@@ -58,24 +58,60 @@ def _sanitize(price: jax.Array, qty: jax.Array) -> tuple[jax.Array, jax.Array]:
     return price, qty
 
 
-def _sort_book(price, q_buy, q_sell, reputation, tie):
+RANK_BITS = 30  # low bits of the packed sort key that hold an order's rank: N <= 2**30
+
+
+def _float_code(x: jax.Array) -> jax.Array:
+    """uint64 code of float32 ``x`` whose integer order is the float order (-0 counts as +0)."""
+    bits = jax.lax.bitcast_convert_type(jnp.where(x == 0, 0.0, x).astype(jnp.float32), jnp.uint32)
+    neg = (bits >> 31) == 1
+    return jnp.where(neg, ~bits, bits | jnp.uint32(0x80000000)).astype(jnp.uint64)
+
+
+def _rank_by(code_hi: jax.Array, rank_lo: jax.Array, order_lo: jax.Array):
+    """Order and rank of the elements by (``code_hi``, ``rank_lo``), where ``rank_lo`` is a
+    permutation of 0..N-1 and ``order_lo`` its inverse (the element at each rank)."""
+    n = code_hi.shape[0]
+    low = jax.lax.sort((code_hi << 32) | rank_lo.astype(jnp.uint64)) & jnp.uint64(0xFFFFFFFF)
+    order = order_lo[low.astype(jnp.int32)]
+    rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+    return order, rank
+
+
+def sort_book(price, q_buy, q_sell, reputation, tie):
     """One sort of the whole book: active buyers by price descending, then active sellers by price
-    ascending, then inactive orders; ties by reputation (desc), then ``tie`` (None: stable order).
+    ascending, then inactive orders; ties by reputation (desc), then ``tie`` (None: index order).
 
     Returns the permutation and the group of each sorted slot (0 buyer, 1 seller, 2 inactive).
+    The lexicographic keys are packed into one uint64 per order (XLA sorts a single integer
+    operand several times faster than a multi-operand comparator sort): the tie-breaks first
+    become a rank (a sort of ``tie << 32 | index``, then of ``-reputation << 32 | rank``), and
+    the book's key is ``group << 62 | price << 30 | rank``. The order is exactly that of the
+    lexicographic sort of (group, price, -reputation, tie, index).
     """
     n = price.shape[0]
+    if n > 2**RANK_BITS:
+        raise ValueError(f"book size: got {n}; allowed range [0, {2**RANK_BITS}]")
     buy, sell = q_buy > 0, q_sell > 0
     group = jnp.where(buy, 0, jnp.where(sell, 1, 2)).astype(jnp.int32)
     key_price = jnp.where(buy, -price, jnp.where(sell, price, 0.0))
-    keys = [group, key_price]
-    if reputation is not None:
-        keys.append(jnp.where(group < 2, -reputation, 0.0))
-    if tie is not None:
-        keys.append(tie)
     idx = jnp.arange(n, dtype=jnp.int32)
-    out = jax.lax.sort((*keys, idx), num_keys=len(keys), is_stable=True)
-    return out[-1], out[0]
+    with jax.enable_x64(True):
+        order, rank = idx, idx
+        if tie is not None:
+            order, rank = _rank_by(jnp.asarray(tie, jnp.uint32).astype(jnp.uint64), idx, idx)
+        if reputation is not None:
+            rep = jnp.where(group < 2, -reputation, 0.0)
+            order, rank = _rank_by(_float_code(rep), rank, order)
+        key = (
+            (group.astype(jnp.uint64) << 62)
+            | (_float_code(key_price) << RANK_BITS)
+            | rank.astype(jnp.uint64)
+        )
+        out = jax.lax.sort(key)
+        perm = order[(out & jnp.uint64(2**RANK_BITS - 1)).astype(jnp.int32)]
+        group_sorted = (out >> 62).astype(jnp.int32)
+    return perm, group_sorted
 
 
 def _unsort(values_sorted: jax.Array, perm: jax.Array) -> jax.Array:
@@ -172,34 +208,36 @@ def match_segments(
     ``js``), per-slot matched quantities ``mb``/``ms`` [N], and the permutation ``perm``.
     """
     n = price.shape[0]
-    perm, group = _sort_book(price, q_buy, q_sell, reputation, tie)
+    perm, group = sort_book(price, q_buy, q_sell, reputation, tie)
     p = price[perm]
     qb = jnp.where(group == 0, q_buy[perm], 0.0)
     qs = jnp.where(group == 1, q_sell[perm], 0.0)
     cum_b = jnp.cumsum(qb)  # flat after the buyers
     cum_s = jnp.cumsum(qs)  # zero through the buyers
-    ask = jnp.where(group == 1, p, jnp.where(group == 0, -2 * PRICE_BOUND, 2 * PRICE_BOUND))
-    cum_s0 = jnp.concatenate([jnp.zeros((1,), cum_s.dtype), cum_s])
-    # S(b): sell quantity asked at or below b; every position below min(Qb_i, S(b_i)) trades.
-    sell_below = cum_s0[_ss(ask, p, "right")]
-    reach = jnp.where(group == 0, jnp.minimum(cum_b, sell_below), 0.0)
-    volume = jnp.maximum(jnp.max(reach), 0.0)
+    # Merge the two breakpoint sequences by rank (no second sort): buyer i goes after the sellers
+    # with cum_s < cum_b[i] (ties: buyers first) and the sellers fill the free places in order.
+    # Each segment [lo, t) of the merged axis then has exactly one buyer and one seller: those
+    # whose breakpoints all lie before it.
+    pos_b = jnp.arange(n) + _ss(cum_s, cum_b, "left")
+    from_b = jnp.zeros((2 * n,), bool).at[pos_b].set(True)
+    fb = from_b.astype(jnp.int32)
+    nb = jnp.cumsum(fb)  # buyer breakpoints up to and including each place
+    ns = jnp.arange(1, 2 * n + 1, dtype=jnp.int32) - nb
+    t = jnp.where(from_b, cum_b[jnp.maximum(nb - 1, 0)], cum_s[jnp.maximum(ns - 1, 0)])
+    lo = jnp.concatenate([jnp.zeros((1,), t.dtype), t[:-1]])
+    ib = jnp.clip(nb - fb, 0, n - 1)
+    js = jnp.clip(ns - (1 - fb), 0, n - 1)
+    # The units of a segment trade while its bid >= its ask; along the axis bids fall and asks
+    # rise, so the traded segments are a prefix and the volume is the end of the last one.
+    trades = (t > lo) & (lo < cum_b[-1]) & (lo < cum_s[-1]) & (p[ib] >= p[js])
+    volume = jnp.maximum(jnp.max(jnp.where(trades, t, 0.0)), 0.0)
 
     if rule == "uniform":
-        ib = jnp.clip(_ss(cum_b, volume, "left"), 0, n - 1)
-        js = jnp.clip(_ss(cum_s, volume, "left"), 0, n - 1)
-        uniform_price = 0.5 * (p[ib] + p[js])
+        ib_v = jnp.clip(_ss(cum_b, volume, "left"), 0, n - 1)
+        js_v = jnp.clip(_ss(cum_s, volume, "left"), 0, n - 1)
+        uniform_price = 0.5 * (p[ib_v] + p[js_v])
         pair_price_fn = lambda b, a: jnp.full_like(b, uniform_price)  # noqa: E731
 
-    # Merge the two breakpoint sequences by rank (no second sort): each segment [lo, hi) of the
-    # merged axis has exactly one buyer and one seller.
-    ar = jnp.arange(n)
-    pos_b = ar + _ss(cum_s, cum_b, "left")
-    pos_s = ar + _ss(cum_b, cum_s, "right")
-    t = jnp.zeros((2 * n,), cum_b.dtype).at[pos_b].set(cum_b).at[pos_s].set(cum_s)
-    lo = jnp.concatenate([jnp.zeros((1,), t.dtype), t[:-1]])
-    ib = jnp.clip(_ss(cum_b, lo, "right"), 0, n - 1)
-    js = jnp.clip(_ss(cum_s, lo, "right"), 0, n - 1)
     return {
         "qty": jnp.clip(jnp.minimum(t, volume) - lo, 0.0, None),
         "price": pair_price_fn(p[ib], p[js]),

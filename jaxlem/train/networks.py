@@ -9,6 +9,7 @@ agent, vmapped over the agent axis).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,17 @@ class MLP(nn.Module):
         for h in self.hidden:
             x = _ACT[self.activation](_dense(h, np.sqrt(2.0))(x))
         return _dense(self.out, self.out_scale)(x)
+
+
+def _distribution_scope(fn):
+    """Label the wrapped head method's ops "distribution" (the update's stage profile)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.named_scope("distribution"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class ActionHead:
             return FastBeta(nn.softplus(a) + 1.0, nn.softplus(b) + 1.0)
         return distrax.Normal(a, jnp.exp(jnp.clip(b, -5.0, 2.0)))
 
+    @_distribution_scope
     def sample(self, out, key):
         k1, k2 = jax.random.split(key)
         u = self._cont(out).sample(seed=k1)
@@ -94,6 +107,7 @@ class ActionHead:
         idx = jax.random.categorical(k2, self._split(out)[2])
         return jnp.concatenate([u, idx.astype(u.dtype)], axis=-1)
 
+    @_distribution_scope
     def mode(self, out):
         a, b, logits = self._split(out)
         if self.kind == "beta":
@@ -105,6 +119,7 @@ class ActionHead:
             return u
         return jnp.concatenate([u, jnp.argmax(logits, -1).astype(u.dtype)], axis=-1)
 
+    @_distribution_scope
     def log_prob(self, out, raw, mask=None):
         """Log-probability of ``raw``; ``mask`` [..., raw_dim] (1 = the column matters) leaves
         columns out of the sum."""
@@ -126,6 +141,7 @@ class ActionHead:
             lp = lp + jnp.sum(lp_cat, -1)
         return lp
 
+    @_distribution_scope
     def entropy(self, out, mask=None):
         ent = self._cont(out).entropy()
         if mask is not None:

@@ -90,11 +90,15 @@ class Core:
         )
         self.init = loop.unbatched_init(self._init)
 
+    # The named scopes (actor, critic, env, normalize; rollout, advantages, learn, optimizer)
+    # label the compiled ops for the update's stage profile (``jaxlem.app.profile_update``).
     def _actor(self, params, x, t):
-        return self.agents.apply(self.actor, params, x, t)
+        with jax.named_scope("actor"):
+            return self.agents.apply(self.actor, params, x, t)
 
     def _value(self, params, x, t):
-        return self.agents.apply(self.critic, params, x, t)[..., 0]
+        with jax.named_scope("critic"):
+            return self.agents.apply(self.critic, params, x, t)[..., 0]
 
     def _to_env(self, raw, obs, bank, key):
         """Raw actions [M, N', raw] -> env actions [M, N, act_dim] (residual baseline moved
@@ -188,9 +192,10 @@ class Core:
         def env_step(carry, _):
             env_state, obs, obs_stats, ret_stats, ret_acc, key = carry
             key, k_act, k_opp_act, k_step = jax.random.split(key, 4)
-            if c.normalize_obs:
-                obs_stats = nets.stats_update(obs_stats, obs.reshape(-1, self.obs_dim))
-            obs_n = nets.normalize(obs_stats, obs)
+            with jax.named_scope("normalize"):
+                if c.normalize_obs:
+                    obs_stats = nets.stats_update(obs_stats, obs.reshape(-1, self.obs_dim))
+                obs_n = nets.normalize(obs_stats, obs)
             x_a, x_c = self.agents.inputs(obs_n, types_b)
             out = self._actor(acting, x_a, vt)
             raw = self.head.sample(out, k_act)
@@ -201,9 +206,10 @@ class Core:
             logp = self.head.log_prob(out, raw, amask)
             value = self._value(runner.params["critic"], x_c, vt)
             keys = jax.random.split(k_step, b)
-            obs2, env_state, reward, done, info = jax.vmap(self.log_env.step)(
-                keys, env_state, self._to_env(raw, obs, bank, k_act), bank
-            )
+            with jax.named_scope("env"):
+                obs2, env_state, reward, done, info = jax.vmap(self.log_env.step)(
+                    keys, env_state, self._to_env(raw, obs, bank, k_act), bank
+                )
             reward = reward.astype(jnp.float32)
             if self.central:
                 reward = reward.mean(axis=1, keepdims=True)
@@ -234,52 +240,22 @@ class Core:
             runner.ret_acc,
             key,
         )
-        carry, traj = jax.lax.scan(env_step, carry, None, c.rollout_len)
+        with jax.named_scope("rollout"):
+            carry, traj = jax.lax.scan(env_step, carry, None, c.rollout_len)
         env_state, obs, obs_stats, ret_stats, ret_acc, key = carry
         x_a, x_c, raw, logp, value, reward, done, step_stats = traj
 
-        # GAE
-        _, last_c = self.agents.inputs(nets.normalize(obs_stats, obs), types_b)
-        last_value = self._value(runner.params["critic"], last_c, vt)
-
-        def gae_step(carry, t):
-            gae, next_value = carry
-            r, val, d = t
-            nonterminal = 1.0 - d.astype(jnp.float32)[:, None]
-            delta = r + hyper.gamma * next_value * nonterminal - val
-            gae = delta + hyper.gamma * hyper.gae_lambda * nonterminal * gae
-            return (gae, val), gae
-
-        extra = {}
-        if c.behaviour_lag:
-            # V-trace against the learner's actor as it is now; the surrogate's ratio is then
-            # taken against that actor (the rollout's log-probs are the behaviour's)
-            def learner_logp(xa, rw):
-                return self.head.log_prob(self._actor(runner.params["actor"], xa, vt), rw, amask)
-
-            lp_learner = jax.vmap(learner_logp)(x_a, raw)
-            log_ratio = lp_learner - logp
-            discounts = hyper.gamma * (1.0 - done.astype(jnp.float32))[..., None]
-            targets, adv = vtrace.vtrace(
-                value,
-                last_value,
-                reward,
-                jnp.broadcast_to(discounts, value.shape),
-                log_ratio,
-                hyper.gae_lambda,
-                hyper.vtrace_rho_bar,
-                hyper.vtrace_c_bar,
+        with jax.named_scope("advantages"):
+            targets, adv, logp, extra = self._advantages(
+                runner,
+                obs,
+                obs_stats,
+                types_b,
+                vt,
+                amask,
+                (x_a, raw, logp, value, reward, done),
+                hyper,
             )
-            logp = lp_learner
-            extra["is_ratio"] = jnp.exp(jnp.clip(log_ratio, -20.0, 20.0)).mean()
-        else:
-            _, adv = jax.lax.scan(
-                gae_step,
-                (jnp.zeros_like(last_value), last_value),
-                (reward, value, done),
-                reverse=True,
-            )
-            targets = adv + value
 
         # PPO epochs over shuffled minibatches of env steps (the agent axis stays whole)
         def flat(x):
@@ -324,27 +300,31 @@ class Core:
 
         def epoch(carry, k):
             params, opt_state = carry
-            perm = jax.random.permutation(k, size)[: mb * c.num_minibatches]
-            shuffled = jax.tree_util.tree_map(
-                lambda x: x[perm].reshape(c.num_minibatches, mb, *x.shape[1:]), batch
-            )
-            t_sh = types_flat[perm].reshape(c.num_minibatches, mb, -1)
+            with jax.named_scope("shuffle"):
+                perm = jax.random.permutation(k, size)[: mb * c.num_minibatches]
+                shuffled = jax.tree_util.tree_map(
+                    lambda x: x[perm].reshape(c.num_minibatches, mb, *x.shape[1:]), batch
+                )
+                t_sh = types_flat[perm].reshape(c.num_minibatches, mb, -1)
 
             def minibatch(carry, inp):
                 params, opt_state = carry
                 mbatch, t = inp
                 grads, aux = jax.grad(loss_fn, has_aux=True)(params, mbatch, t)
-                aux["grad_norm_actor"] = optax.tree.norm(grads["actor"])
-                aux["grad_norm_critic"] = optax.tree.norm(grads["critic"])
-                updates, opt_state = optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), aux
+                with jax.named_scope("optimizer"):
+                    aux["grad_norm_actor"] = optax.tree.norm(grads["actor"])
+                    aux["grad_norm_critic"] = optax.tree.norm(grads["critic"])
+                    updates, opt_state = optimizer.update(grads, opt_state, params)
+                    params = optax.apply_updates(params, updates)
+                return (params, opt_state), aux
 
             return jax.lax.scan(minibatch, (params, opt_state), (shuffled, t_sh))
 
         key, k_ep = jax.random.split(key)
-        (params, opt_state), losses = jax.lax.scan(
-            epoch, (runner.params, runner.opt_state), jax.random.split(k_ep, c.update_epochs)
-        )
+        with jax.named_scope("learn"):
+            (params, opt_state), losses = jax.lax.scan(
+                epoch, (runner.params, runner.opt_state), jax.random.split(k_ep, c.update_epochs)
+            )
 
         # self-play: push a snapshot of the actor into the pool every snapshot_every updates
         pool, pool_count = runner.pool, runner.pool_count
@@ -398,6 +378,55 @@ class Core:
             behaviour=behaviour,
         )
         return new, metrics
+
+    def _advantages(self, runner, obs, obs_stats, types_b, vt, amask, traj, hyper: Hyper):
+        """GAE (or, with a behaviour lag, V-trace) targets and advantages of one rollout;
+        returns ``(targets, advantages, log_probs, extra_metrics)``: V-trace replaces the
+        rollout's log-probs by the learner's, against which the surrogate's ratio is taken."""
+        c = self.config
+        x_a, raw, logp, value, reward, done = traj
+        _, last_c = self.agents.inputs(nets.normalize(obs_stats, obs), types_b)
+        last_value = self._value(runner.params["critic"], last_c, vt)
+
+        def gae_step(carry, t):
+            gae, next_value = carry
+            r, val, d = t
+            nonterminal = 1.0 - d.astype(jnp.float32)[:, None]
+            delta = r + hyper.gamma * next_value * nonterminal - val
+            gae = delta + hyper.gamma * hyper.gae_lambda * nonterminal * gae
+            return (gae, val), gae
+
+        extra = {}
+        if c.behaviour_lag:
+            # V-trace against the learner's actor as it is now; the surrogate's ratio is then
+            # taken against that actor (the rollout's log-probs are the behaviour's)
+            def learner_logp(xa, rw):
+                return self.head.log_prob(self._actor(runner.params["actor"], xa, vt), rw, amask)
+
+            lp_learner = jax.vmap(learner_logp)(x_a, raw)
+            log_ratio = lp_learner - logp
+            discounts = hyper.gamma * (1.0 - done.astype(jnp.float32))[..., None]
+            targets, adv = vtrace.vtrace(
+                value,
+                last_value,
+                reward,
+                jnp.broadcast_to(discounts, value.shape),
+                log_ratio,
+                hyper.gae_lambda,
+                hyper.vtrace_rho_bar,
+                hyper.vtrace_c_bar,
+            )
+            logp = lp_learner
+            extra["is_ratio"] = jnp.exp(jnp.clip(log_ratio, -20.0, 20.0)).mean()
+        else:
+            _, adv = jax.lax.scan(
+                gae_step,
+                (jnp.zeros_like(last_value), last_value),
+                (reward, value, done),
+                reverse=True,
+            )
+            targets = adv + value
+        return targets, adv, logp, extra
 
     # ------------------------------------------------------------------ evaluation
     def policy(self, runner: Runner, obs, types, key, deterministic: bool = True, params=None):
