@@ -20,6 +20,7 @@ from jaxlem.grid import (
     solve_sced,
 )
 from jaxlem.grid.highs import dcopf_highs
+from jaxlem.grid.qp.ipm import UNROLL_MAX, chol_inverse
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -593,3 +594,19 @@ def test_lmps_stay_uniform_with_a_near_zero_load_and_no_binding_line():
     for tiny in (0.0, 1e-9, 1e-7, 1e-5):
         load = jnp.asarray(np.r_[0.0, np.full(32, 0.002)], jnp.float32).at[8].set(tiny)
         np.testing.assert_allclose(np.asarray(solve(load)), 150.0, atol=0.05, err_msg=str(tiny))
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 10, 11])
+def test_cholesky_inverse_matches_numpy(k):
+    """The IPM's factor inverse (entry by entry up to UNROLL_MAX rows, LAPACK above) against
+    NumPy's float64 Cholesky on random SPD matrices, batched as the IPM runs it."""
+    rng = np.random.default_rng(k)
+    a = rng.normal(size=(64, k, k))
+    spd = a @ a.transpose(0, 2, 1) + 0.1 * np.eye(k)
+    got = np.asarray(jax.jit(jax.vmap(chol_inverse))(jnp.asarray(spd, jnp.float32)), np.float64)
+    ref = np.linalg.inv(np.linalg.cholesky(spd))
+    scale = np.abs(ref).max(axis=(1, 2), keepdims=True)
+    assert np.all(np.abs(got - ref) <= 2e-3 * scale), (k, k <= UNROLL_MAX)
+    assert np.all(np.triu(got, 1) == 0)
+    inv = got.transpose(0, 2, 1) @ got  # m^-1 = L^-T L^-1
+    np.testing.assert_allclose(inv @ spd, np.broadcast_to(np.eye(k), spd.shape), atol=5e-2)
