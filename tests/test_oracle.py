@@ -110,7 +110,8 @@ def _random_params(env, rng):
     )
 
 
-@pytest.mark.parametrize("grid_mode", ["none", "capacity"])
+# the capacity mode's instance (23 s) runs in the slow suite; the default suite keeps "none"
+@pytest.mark.parametrize("grid_mode", ["none", pytest.param("capacity", marks=pytest.mark.slow)])
 def test_optimum_matches_highs(grid_mode):
     rng = np.random.default_rng(0 if grid_mode == "none" else 1)
     env = jaxlem.make(
