@@ -629,6 +629,18 @@ def test_packed_sort_is_the_lexicographic_sort(n, levels, scale, with_rep, tie_k
     np.testing.assert_array_equal(np.asarray(group), g[expected])
 
 
+def test_float64_prices_keep_their_order():
+    """In x64 mode, prices that differ below float32's resolution still sort apart (the
+    packed key holds float32 prices only; float64 books take the lexicographic sort)."""
+    with jax.enable_x64(True):
+        price = jnp.asarray([1.0 + 1e-12, 1.0, 1.0 + 2e-12, 1.0], jnp.float64)
+        q_buy = jnp.asarray([1.0, 1.0, 0.0, 0.0], jnp.float64)
+        q_sell = jnp.asarray([0.0, 0.0, 1.0, 1.0], jnp.float64)
+        perm, group = sort_book(price, q_buy, q_sell, None, None)
+    np.testing.assert_array_equal(np.asarray(perm), [0, 1, 3, 2])
+    np.testing.assert_array_equal(np.asarray(group), [0, 0, 1, 1])
+
+
 # --------------------------------------------------------------------------- 7. errors
 
 

@@ -63,7 +63,7 @@ RANK_BITS = 30  # low bits of the packed sort key that hold an order's rank: N <
 
 def _float_code(x: jax.Array) -> jax.Array:
     """uint64 code of float32 ``x`` whose integer order is the float order (-0 counts as +0)."""
-    bits = jax.lax.bitcast_convert_type(jnp.where(x == 0, 0.0, x).astype(jnp.float32), jnp.uint32)
+    bits = jax.lax.bitcast_convert_type(jnp.where(x == 0, 0.0, x), jnp.uint32)
     neg = (bits >> 31) == 1
     return jnp.where(neg, ~bits, bits | jnp.uint32(0x80000000)).astype(jnp.uint64)
 
@@ -87,7 +87,8 @@ def sort_book(price, q_buy, q_sell, reputation, tie):
     operand several times faster than a multi-operand comparator sort): the tie-breaks first
     become a rank (a sort of ``tie << 32 | index``, then of ``-reputation << 32 | rank``), and
     the book's key is ``group << 62 | price << 30 | rank``. The order is exactly that of the
-    lexicographic sort of (group, price, -reputation, tie, index).
+    lexicographic sort of (group, price, -reputation, tie, index), which float64 prices (x64
+    mode: 64 price bits do not fit the packed key) get directly.
     """
     n = price.shape[0]
     if n > 2**RANK_BITS:
@@ -96,6 +97,12 @@ def sort_book(price, q_buy, q_sell, reputation, tie):
     group = jnp.where(buy, 0, jnp.where(sell, 1, 2)).astype(jnp.int32)
     key_price = jnp.where(buy, -price, jnp.where(sell, price, 0.0))
     idx = jnp.arange(n, dtype=jnp.int32)
+    if price.dtype != jnp.float32:
+        keys = [group, key_price]
+        keys += [] if reputation is None else [jnp.where(group < 2, -reputation, 0.0)]
+        keys += [] if tie is None else [tie]
+        out = jax.lax.sort((*keys, idx), num_keys=len(keys), is_stable=True)
+        return out[-1], out[0]
     with jax.enable_x64(True):
         order, rank = idx, idx
         if tie is not None:

@@ -19,10 +19,12 @@ SHIFT = 6.0  # below this the recurrence raises the argument by SHIFT
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def _shifted(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _shifted(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``x`` raised to the smallest positive float (no NaN below it), its shift ``y >= 6``, and
+    where the shift applies."""
     x = jnp.maximum(x, jnp.finfo(jnp.result_type(x, jnp.float32)).tiny)
     low = x < SHIFT
-    return jnp.where(low, x + SHIFT, x), low
+    return x, jnp.where(low, x + SHIFT, x), low
 
 
 def _sum_recip(x: jax.Array) -> jax.Array:
@@ -33,7 +35,7 @@ def _sum_recip(x: jax.Array) -> jax.Array:
 @jax.custom_jvp
 def lgamma(x: jax.Array) -> jax.Array:
     """log Gamma(x) for x > 0."""
-    y, low = _shifted(x)
+    x, y, low = _shifted(x)
     r = 1.0 / y
     r2 = r * r
     series = r * (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 / 1680)))
@@ -45,7 +47,7 @@ def lgamma(x: jax.Array) -> jax.Array:
 @jax.custom_jvp
 def digamma(x: jax.Array) -> jax.Array:
     """d/dx log Gamma(x) for x > 0."""
-    y, low = _shifted(x)
+    x, y, low = _shifted(x)
     r = 1.0 / y
     r2 = r * r
     series = r2 * (1 / 12 - r2 * (1 / 120 - r2 * (1 / 252 - r2 * (1 / 240 - r2 / 132))))
@@ -55,7 +57,7 @@ def digamma(x: jax.Array) -> jax.Array:
 
 def trigamma(x: jax.Array) -> jax.Array:
     """d^2/dx^2 log Gamma(x) for x > 0."""
-    y, low = _shifted(x)
+    x, y, low = _shifted(x)
     r = 1.0 / y
     r2 = r * r
     series = r * (
