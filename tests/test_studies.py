@@ -69,6 +69,33 @@ def test_a_stopped_study_resumes_and_a_changed_config_reruns(monkeypatch, tmp_pa
     assert reports[-1]["c2"] == {"value": 6}
 
 
+def test_groups_run_their_unsaved_cells_together(monkeypatch, tmp_path):
+    """A study with groups: a group runs the cells not yet saved in one ``run_group`` call, a
+    lone unsaved cell through ``run_cell``; the report sees the cells in their own order."""
+    monkeypatch.setattr(runner, "load_config", _config(2))
+    calls, reports = _fake_study(monkeypatch, fail_on=None)
+    mod = sys.modules["jaxlem_fake_study"]
+    groups: list[list[str]] = []
+    mod.groups = lambda cfg: [["c2", "c0"], ["c1"]]
+
+    def run_group(cfg, cells, log):
+        groups.append(list(cells))
+        return {c: {"value": cfg.scale * int(c[1:])} for c in cells}
+
+    mod.run_group = run_group
+    runner.run_study("fake", out_dir=tmp_path, log=lambda s: None)
+    assert groups == [["c2", "c0"]] and calls == ["c1"]
+    assert list(reports[-1]) == ["c0", "c1", "c2"] and reports[-1]["c2"] == {"value": 4}
+    (tmp_path / "cells" / "c0.json").unlink()  # one cell of the group lost: it alone reruns
+    groups.clear()
+    calls.clear()
+    runner.run_study("fake", out_dir=tmp_path, log=lambda s: None)
+    assert groups == [] and calls == ["c0"]
+    mod.groups = lambda cfg: [["c0", "c1"]]  # a cell left out of every group is refused
+    with pytest.raises(ValueError, match="groups"):
+        runner.run_study("fake", out_dir=tmp_path, log=lambda s: None)
+
+
 def test_study_configs_merge_quick_and_refuse_unknown_settings():
     full = runner.load_config("multiactor")
     quick = runner.load_config("multiactor", quick=True)

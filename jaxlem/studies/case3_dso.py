@@ -72,6 +72,22 @@ def dso_fees(env: Any, info: dict, rewards: jax.Array, params: Any) -> dict[str,
     return {"dso_fees": jnp.sum(info["dso_fees_money"])}
 
 
+def groups(cfg: DictConfig) -> list[list[str]]:
+    """Every cell at once: the strengths are numbers in params, so their learners train as
+    lanes of one program."""
+    return [cells(cfg)]
+
+
+def run_group(cfg: DictConfig, group: list[str], log) -> dict[str, dict]:
+    env = _env(int(cfg.env.num_agents))
+    levels = []
+    for cell in group:
+        name, value = parse(cell)
+        levels.append(None if value is None else {FIELDS[name]: value})
+    results = lem_cells.run_levels(cfg, env, log, levels, extra=dso_fees)
+    return dict(zip(group, results, strict=True))
+
+
 def run_cell(cfg: DictConfig, cell: str, log) -> dict:
     name, value = parse(cell)
     env = _env(int(cfg.env.num_agents))
@@ -125,11 +141,11 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "export limit (kW per agent; inf: no limit; the figure leaves it out), imbalance penalty "
         "(currency/MWh settled with the DSO). Per cell, "
         f"{cfg.train.algo.upper()} trains {cfg.seeds} seeds for "
-        f"{cfg.train.total_timesteps:,} env steps at that strength; all cells share one "
-        "compiled trainer. The community cost is the DSO's whole net income from the "
-        "community (imports, fees and penalties minus export payments); DSO fees: the part "
-        "from P2P network fees and imbalance penalties. The optimum prices imports at the base "
-        "tariff and has no per-agent export limit or P2P fee: under "
+        f"{cfg.train.total_timesteps:,} env steps at that strength; every (strength, seed) "
+        "trains as a lane of one vmapped program. The community cost is the DSO's whole net "
+        "income from the community (imports, fees and penalties minus export payments); DSO "
+        "fees: the part from P2P network fees and imbalance penalties. The optimum prices "
+        "imports at the base tariff and has no per-agent export limit or P2P fee: under "
         f"{', '.join(RELAXED)} it is an upper bound, and the gain share there is against "
         "that bound."
     )

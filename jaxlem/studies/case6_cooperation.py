@@ -47,6 +47,18 @@ def _env(obs: str, num_agents: int) -> Any:
     return jaxlem.make("lem-v0", num_agents=num_agents, global_obs=OBSERVATIONS[obs])
 
 
+def groups(cfg: DictConfig) -> list[list[str]]:
+    """One group per observation setting (a static setting): its alphas, numbers in params,
+    train as lanes of one program."""
+    return [[c for c in cells(cfg) if parse(c)[0] == obs] for obs in cfg.observations]
+
+
+def run_group(cfg: DictConfig, group: list[str], log) -> dict[str, dict]:
+    env = _env(parse(group[0])[0], int(cfg.env.num_agents))
+    levels = [{"coop_alpha": parse(c)[1]} for c in group]
+    return dict(zip(group, lem_cells.run_levels(cfg, env, log, levels), strict=True))
+
+
 def run_cell(cfg: DictConfig, cell: str, log) -> dict:
     obs, alpha = parse(cell)
     env = _env(obs, int(cfg.env.num_agents))
@@ -100,8 +112,9 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "(the agent's own state and market prices) or `community` (plus the community's "
         f"net position and supply/demand ratio, `global_obs`). Per cell, "
         f"{cfg.train.algo.upper()} trains {cfg.seeds} seeds for "
-        f"{cfg.train.total_timesteps:,} env steps. Differences between cells: per seed, the "
-        "mean over the scenarios of the paired difference; mean ± s.e. over seeds."
+        f"{cfg.train.total_timesteps:,} env steps (the alphas of one observation setting "
+        "and their seeds as lanes of one vmapped program). Differences between cells: per "
+        "seed, the mean over the scenarios of the paired difference; mean ± s.e. over seeds."
     )
     lines = [
         header("Case 6: implicit cooperation", meta, what),

@@ -155,6 +155,50 @@ def run(
     baselines, optimum, training (``cfg.train``, ``cfg.seeds`` seeds, ``cfg.num_chunks``
     chunks), trained seeds; JSON-able per-scenario results. Cells that differ only in
     ``overrides`` share the compiled trainer and evaluators."""
+    return run_levels(cfg, env, log, [overrides], extra)[0]
+
+
+def run_levels(
+    cfg: DictConfig,
+    env: Any,
+    log,
+    levels: list[dict[str, float] | None],
+    extra: Extra | None = None,
+) -> list[dict]:
+    """``run`` for several cells of one env that differ only in params ``overrides``: their
+    learners train as lanes of one vmapped program (every level x every seed), then each cell
+    is evaluated on its own held-out scenarios as ``run`` does."""
+    train_cfg = TrainConfig.from_dict(OmegaConf.to_container(cfg.train))
+    seeds = tuple(range(int(cfg.seeds)))
+    lanes = []
+    for overrides in levels:
+        bank = with_params(env.sample_params(banks.train_key(0), train_cfg.num_envs), overrides)
+        env.check_params(jax.tree_util.tree_map(lambda x: x[0], bank))
+        lanes.append(bank)
+    res = run_training(
+        train_cfg,
+        env,
+        seeds=seeds,
+        lanes=lanes if len(levels) > 1 else (),
+        params=lanes[0] if len(levels) == 1 else None,
+        num_chunks=int(cfg.num_chunks),
+        log=lambda s: log("  " + s),
+    )
+    pol = ev.trained_policy(res["train"].core)
+    out = []
+    for lvl, overrides in enumerate(levels):
+        runners = [ev.seed_slice(res["runners"], lvl * len(seeds) + i) for i in seeds]
+        rows = [r for r in res["rows"] if r.get("lane", 0) == lvl]
+        out.append(_evaluate(cfg, env, extra, overrides, pol, runners, rows, seeds))
+        # one program trained every level: its wall time shared evenly, its rate (all lanes)
+        out[-1]["train_seconds"] = res["wall_s"] / len(levels)
+        out[-1]["env_steps_per_s"] = res["env_steps_per_s"]
+        out[-1]["trained_together"] = len(levels)
+    return out
+
+
+def _evaluate(cfg, env, extra, overrides, pol, runners, rows, seeds) -> dict:
+    """Baselines, optimum and the trained seeds on the cell's held-out scenarios."""
     held = held_out(env, cfg, overrides)
     ep_seed = banks.held_out_episode_seed(0)
     samples = {
@@ -163,31 +207,13 @@ def run(
     }
     best = optimum(env, held, ep_seed)
     null = samples[NULL]["mean_agent_return"]
-    train_cfg = TrainConfig.from_dict(OmegaConf.to_container(cfg.train))
-    seeds = tuple(range(int(cfg.seeds)))
-    train_bank = None
-    if overrides:
-        train_bank = with_params(
-            env.sample_params(banks.train_key(0), train_cfg.num_envs), overrides
-        )
-        env.check_params(jax.tree_util.tree_map(lambda x: x[0], train_bank))
-    res = run_training(
-        train_cfg,
-        env,
-        seeds=seeds,
-        params=train_bank,
-        num_chunks=int(cfg.num_chunks),
-        log=lambda s: log("  " + s),
-    )
-    pol = ev.trained_policy(res["train"].core)
-    runners = [ev.seed_slice(res["runners"], i) for i in seeds]
     trained = [play(env, pol, held, ep_seed, r, extra) for r in runners]
     for s in [*samples.values(), *trained, best]:
         s["gain_share"] = ev.gain_share(s["mean_agent_return"], null, best["mean_agent_return"])
     for s in [*samples.values(), *trained]:
         s["deadweight_loss"] = np.asarray(metrics.deadweight_loss(s["welfare"], best["welfare"]))
     rule = ev.stateless(policies.rule_based_battery)
-    updates = sorted({r["update"] for r in res["rows"]})
+    updates = sorted({r["update"] for r in rows})
     return {
         "baselines": {n: _lists(s, n != NULL) for n, s in samples.items()},
         "trained": [_lists(s, i == 0) for i, s in enumerate(trained)],
@@ -198,15 +224,11 @@ def run(
         },
         "curves": [
             [
-                next(
-                    r["episode_return"] for r in res["rows"] if r["update"] == u and r["seed"] == s
-                )
+                next(r["episode_return"] for r in rows if r["update"] == u and r["seed"] == s)
                 for u in updates
             ]
             for s in seeds
         ],
-        "train_seconds": res["wall_s"],
-        "env_steps_per_s": res["env_steps_per_s"],
     }
 
 

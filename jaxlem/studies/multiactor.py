@@ -3,7 +3,8 @@ with scripted and trained agents (config: ``jaxlem/configs/study/multiactor.yaml
 
 Every cell (scenario, regulator, persona mix) trains each algorithm with several seeds on its
 own scenario bank (the regulator switch and the personas are numbers in params, so the cells of
-one scenario share one compiled trainer) and plays the same held-out scenarios with:
+one scenario train together, as lanes of one vmapped program) and plays the same held-out
+scenarios with:
 
 - ``scripted``: every kind's rule (the regulator's fixed rule; ignored when it is off);
 - ``<algo>``: every agent trained;
@@ -124,78 +125,110 @@ def _trace_fn(env: Any, policy: Any):
     return jax.jit(mean)
 
 
+def groups(cfg: DictConfig) -> list[list[str]]:
+    """One group per market scenario (a static setting): its regulator and persona cells
+    differ only in params, so their learners train as lanes of one program."""
+    return [[c for c in cells(cfg) if _parse(c)[0] == int(s)] for s in cfg.grid.scenario]
+
+
 def run_cell(cfg: DictConfig, cell: str, log) -> dict:
-    scenario, regulator, mix = _parse(cell)
+    return run_group(cfg, [cell], log)[cell]
+
+
+def run_group(cfg: DictConfig, group: list[str], log) -> dict[str, dict]:
+    scenario = _parse(group[0])[0]
     counts = tuple(sorted((k, int(v)) for k, v in cfg.env.items()))
     env = _env(scenario, counts)
-    persona = list(cfg.persona_mixes[mix])
     seeds = tuple(range(int(cfg.seeds)))
-    held = _cell_bank(env, banks.held_out_bank(env, int(cfg.eval_scenarios), 0), regulator, persona)
-    ep_seed = banks.held_out_episode_seed(0)
-    keys = ev.episode_keys(held, ep_seed)
-    kinds = np.asarray(env.kind_of_row)
-    out: dict[str, Any] = {"algos": {}}
+    setting = {c: (_parse(c)[1], list(cfg.persona_mixes[_parse(c)[2]])) for c in group}
+    held = {
+        c: _cell_bank(env, banks.held_out_bank(env, int(cfg.eval_scenarios), 0), *setting[c])
+        for c in group
+    }
+    out: dict[str, dict[str, Any]] = {c: {"algos": {}} for c in group}
     for algo in cfg.algos:
         train_cfg = TrainConfig.from_dict({**OmegaConf.to_container(cfg.train), "algo": algo})
-        bank = _cell_bank(
-            env, env.sample_params(banks.train_key(0), train_cfg.num_envs), regulator, persona
-        )
-        eval_bank = _cell_bank(
-            env, env.sample_params(banks.eval_key(0), train_cfg.eval_envs), regulator, persona
-        )
+        lanes = [
+            _cell_bank(env, env.sample_params(banks.train_key(0), train_cfg.num_envs), *setting[c])
+            for c in group
+        ]
+        evals = [
+            _cell_bank(env, env.sample_params(banks.eval_key(0), train_cfg.eval_envs), *setting[c])
+            for c in group
+        ]
+        together = len(group) > 1
         res = run_training(
             train_cfg,
             env,
             seeds=seeds,
-            params=bank,
-            eval_params=eval_bank,
+            params=None if together else lanes[0],
+            eval_params=None if together else evals[0],
+            lanes=lanes if together else (),
+            lane_eval_params=evals if together else (),
             num_chunks=int(cfg.num_chunks),
             log=lambda s, a=algo: log(f"  {a}: {s}"),
         )
-        core, runners = res["train"].core, res["runners"]
-        policy = _mixed(core)
-        every = np.ones(env.num_agents, bool)
-        none = np.zeros(env.num_agents, bool)
-        if "scripted" not in out:
-            state = (ev.seed_slice(runners, 0), none)
-            out["scripted"] = _episodes(env, policy, held, ep_seed, state)
-            out["scripted_traces"] = _traces(env, policy, keys, held, state)
-            out["consumer_dilemma"] = deviations.consumer_dilemma(env, keys, held, cfg.bid_markups)
-        per: dict[str, list] = {"all": []}
-        rule: dict[str, list] = {}
-        one: dict[str, list] = {}
-        traces = []
-        for i in range(len(seeds)):
-            runner = ev.seed_slice(runners, i)
-            per["all"].append(_episodes(env, policy, held, ep_seed, (runner, every)))
-            traces.append(_traces(env, policy, keys, held, (runner, every)))
-            for name, gains in deviations.unilateral(
-                env, policy, keys, held, (runner, none)
-            ).items():
-                if name != "regulator" or regulator:
-                    one.setdefault(name, []).append(gains)
-            for k, name in enumerate(KINDS):
-                if env.counts[k] and (name != "regulator" or regulator):
-                    per.setdefault(name, []).append(
-                        _episodes(env, policy, held, ep_seed, (runner, kinds == k))
-                    )
-                    rule.setdefault(name, []).append(
-                        _episodes(env, policy, held, ep_seed, (runner, kinds != k))
-                    )
-        out["algos"][algo] = {
-            "episodes": per,  # [trained rows][seed] -> {kpi: [scenario values]}
-            "rule_in_trained": rule,  # [kind playing its rule][seed] -> {kpi: [...]}
-            "one_alone": one,  # [kind][seed] -> [scenario]: one agent's gain, mean over agents
-            "traces": {k: np.mean([t[k] for t in traces], 0).tolist() for k in TRACES},
-            "train_seconds": res["wall_s"],
-            "env_steps_per_s": res["env_steps_per_s"],
-            "updates": res["updates"],
-            "episode_return_curve": [
-                float(np.mean([r["episode_return"] for r in res["rows"] if r["update"] == u]))
-                for u in sorted({r["update"] for r in res["rows"]})
-            ],
-        }
+        for lvl, cell in enumerate(group):
+            lo, hi = lvl * len(seeds), (lvl + 1) * len(seeds)
+            runners = jax.tree_util.tree_map(lambda x, lo=lo, hi=hi: x[lo:hi], res["runners"])
+            rows = [r for r in res["rows"] if r.get("lane", 0) == lvl]
+            _evaluate_cell(cfg, env, setting[cell][0], held[cell], out[cell], algo, res, runners)
+            out[cell]["algos"][algo].update(
+                {
+                    # one program trained every cell of the group: its time shared evenly
+                    "train_seconds": res["wall_s"] / len(group),
+                    "env_steps_per_s": res["env_steps_per_s"],
+                    "trained_together": len(group),
+                    "updates": res["updates"],
+                    "episode_return_curve": [
+                        float(np.mean([r["episode_return"] for r in rows if r["update"] == u]))
+                        for u in sorted({r["update"] for r in rows})
+                    ],
+                }
+            )
     return out
+
+
+def _evaluate_cell(cfg, env, regulator: bool, held, out: dict, algo: str, res, runners) -> None:
+    """The held-out episodes of one cell for ``algo``'s trained seeds (and, once per cell, of
+    the scripted market), into ``out``."""
+    ep_seed = banks.held_out_episode_seed(0)
+    keys = ev.episode_keys(held, ep_seed)
+    kinds = np.asarray(env.kind_of_row)
+    core = res["train"].core
+    policy = _mixed(core)
+    every = np.ones(env.num_agents, bool)
+    none = np.zeros(env.num_agents, bool)
+    if "scripted" not in out:
+        state = (ev.seed_slice(runners, 0), none)
+        out["scripted"] = _episodes(env, policy, held, ep_seed, state)
+        out["scripted_traces"] = _traces(env, policy, keys, held, state)
+        out["consumer_dilemma"] = deviations.consumer_dilemma(env, keys, held, cfg.bid_markups)
+    per: dict[str, list] = {"all": []}
+    rule: dict[str, list] = {}
+    one: dict[str, list] = {}
+    traces = []
+    for i in range(int(cfg.seeds)):
+        runner = ev.seed_slice(runners, i)
+        per["all"].append(_episodes(env, policy, held, ep_seed, (runner, every)))
+        traces.append(_traces(env, policy, keys, held, (runner, every)))
+        for name, gains in deviations.unilateral(env, policy, keys, held, (runner, none)).items():
+            if name != "regulator" or regulator:
+                one.setdefault(name, []).append(gains)
+        for k, name in enumerate(KINDS):
+            if env.counts[k] and (name != "regulator" or regulator):
+                per.setdefault(name, []).append(
+                    _episodes(env, policy, held, ep_seed, (runner, kinds == k))
+                )
+                rule.setdefault(name, []).append(
+                    _episodes(env, policy, held, ep_seed, (runner, kinds != k))
+                )
+    out["algos"][algo] = {
+        "episodes": per,  # [trained rows][seed] -> {kpi: [scenario values]}
+        "rule_in_trained": rule,  # [kind playing its rule][seed] -> {kpi: [...]}
+        "one_alone": one,  # [kind][seed] -> [scenario]: one agent's gain, mean over agents
+        "traces": {k: np.mean([t[k] for t in traces], 0).tolist() for k in TRACES},
+    }
 
 
 def _episodes(env, policy, bank, ep_seed, state) -> dict[str, list[float]]:
@@ -346,7 +379,8 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         f"{list(cfg.grid.personas)}. Per cell, {', '.join(a.upper() for a in algos)} with one "
         f"network per kind of actor (`sharing=type`, residual on each kind's rule, "
         f"{_bounds(cfg)}) train "
-        f"{cfg.seeds} seeds for {cfg.train.total_timesteps:,} env steps each; then the scripted "
+        f"{cfg.seeds} seeds for {cfg.train.total_timesteps:,} env steps each (the cells of one "
+        "scenario and their seeds as lanes of one vmapped program); then the scripted "
         f"rules, the trained agents and each kind trained alone among scripted others play the "
         f"same {cfg.eval_scenarios} held-out scenarios (episodes of the same keys). Money in "
         "currency units per episode, prices in currency/MWh, energy in kWh."

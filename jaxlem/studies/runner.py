@@ -8,7 +8,10 @@ budgets, and a ``quick`` block merged over it by ``quick``) plus a module with t
 - ``report(cfg, results, out, meta) -> None``: tables, CSVs, figures and ``README.md`` from
   every cell's results;
 - optionally ``CLEAR_CACHES = True`` when every cell compiles programs of its own (a static
-  setting per cell): they are freed after each cell.
+  setting per cell): they are freed after each cell;
+- optionally ``groups(cfg) -> list[list[str]]`` and ``run_group(cfg, cells, log) -> {cell:
+  result}``: cells that differ only in numbers (a sweep level in params) and train together,
+  as lanes of one vmapped program; a group runs its cells not yet saved.
 
 Each finished cell is saved at once under ``<out>/cells/<cell>.json`` with a hash of the config,
 so a stopped study resumes where it stopped (cells of another config are run again), and the
@@ -116,33 +119,54 @@ def run_study(
     log(f"study {name}{' (quick)' if quick else ''}: {len(cells)} cells -> {out}/")
     done_s = 0.0
     ran = 0
-    for i, cell in enumerate(cells):
-        path = out / "cells" / f"{cell}.json"
-        if path.exists():
-            saved = json.loads(path.read_text())
+    index = {c: i + 1 for i, c in enumerate(cells)}
+    groups = module.groups(cfg) if hasattr(module, "groups") else [[c] for c in cells]
+    if sorted(c for g in groups for c in g) != sorted(cells):
+        raise ValueError(f"study {name}: groups(cfg) must hold every cell once")
+    for group in groups:
+        todo = []
+        for cell in group:
+            path = out / "cells" / f"{cell}.json"
+            saved = json.loads(path.read_text()) if path.exists() else {}
             if saved.get("config_hash") == digest:
                 results[cell] = saved["result"]
-                log(f"[{i + 1}/{len(cells)}] {cell}: done earlier (resumed)")
-                continue
+                log(f"[{index[cell]}/{len(cells)}] {cell}: done earlier (resumed)")
+            else:
+                todo.append(cell)
+        if not todo:
+            continue
         tc = time.perf_counter()
-        log(f"[{i + 1}/{len(cells)}] {cell} ...")
-        result = module.run_cell(cfg, cell, log)
+        if len(todo) > 1:
+            span = f"{index[todo[0]]}-{index[todo[-1]]}/{len(cells)}"
+            log(f"[{span}] {', '.join(todo)} (together) ...")
+            group_results = module.run_group(cfg, todo, log)
+        else:
+            log(f"[{index[todo[0]]}/{len(cells)}] {todo[0]} ...")
+            group_results = {todo[0]: module.run_cell(cfg, todo[0], log)}
         spent = time.perf_counter() - tc
         done_s += spent
-        ran += 1
-        payload = {"config_hash": digest, "seconds": spent, "result": result}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(path)  # a cell is saved whole or not at all
-        results[cell] = result
+        ran += len(todo)
+        for cell in todo:
+            # a group's time is shared evenly by its cells
+            payload = {
+                "config_hash": digest,
+                "seconds": spent / len(todo),
+                "result": group_results[cell],
+            }
+            path = out / "cells" / f"{cell}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(payload, indent=1))
+            tmp.replace(path)  # a cell is saved whole or not at all
+            results[cell] = group_results[cell]
         if getattr(module, "CLEAR_CACHES", False):
             # cells that compile their own programs: free them, or a long study runs out of
             # memory for new code (LLVM "Unable to allocate section memory")
             jax.clear_caches()
             gc.collect()
-        left = len(cells) - i - 1
+        left = len(cells) - len(results)
         eta = f", about {done_s / ran * left / 60:.0f} min left" if left else ""
-        log(f"[{i + 1}/{len(cells)}] {cell}: {spent:.0f} s{eta}")
+        log(f"[{index[todo[-1]]}/{len(cells)}] {', '.join(todo)}: {spent:.0f} s{eta}")
+    results = {c: results[c] for c in cells}  # the report reads cells in their order
     command = "jaxlem-study " + " ".join(
         [name] + (["quick"] if quick else []) + [shlex.quote(o) for o in overrides]
     )

@@ -12,6 +12,7 @@ import csv
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxlem.train import checkpoint, distributed
+from jaxlem.train import banks, checkpoint, distributed
 from jaxlem.train.config import TrainConfig
 from jaxlem.train.trainers import make_train
 
@@ -105,6 +106,8 @@ def run_training(
     writers=(),
     progress_every: int | None = None,
     shard: bool = True,
+    lanes: Sequence[Any] = (),
+    lane_eval_params: Sequence[Any] = (),
 ) -> dict:
     """Train ``len(seeds)`` seeds together; returns runners, metric rows and timings.
 
@@ -118,6 +121,13 @@ def run_training(
     several devices and ``shard``, the scenario batch is split over them; under
     ``jax.distributed`` (``jaxlem.train.distributed``) those span every process, process 0
     alone writes ``out_dir`` and logs, and every process must call this function.
+
+    ``lanes``: a sweep over numbers in params as one program. Each entry is the params (one
+    pytree or a bank of ``num_envs``) of one level; every level trains every seed, all of them
+    as lanes of one vmapped update (lane ``l * len(seeds) + i`` is level ``l``, seed
+    ``seeds[i]``; the seeds' keys are the same at every level). ``lane_eval_params`` gives each
+    level its evaluation bank (default: ``eval_params`` for all). ``runners`` then has one entry
+    per lane and every row of ``rows`` a ``lane`` column (the level's index).
     """
     if num_chunks < 1:
         raise ValueError(f"num_chunks: got {num_chunks}; allowed: an integer >= 1")
@@ -126,10 +136,17 @@ def run_training(
     per_chunk = schedule(config.num_updates, num_chunks)
     chunks = num_chunks
     keys = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
+    bank, eval_bank, hyper = train.bank, train.eval_bank, train.hyper
+    levels = len(lanes)
+    if levels:
+        bank, eval_bank, hyper = _lane_banks(train, env, config, lanes, lane_eval_params, seeds)
+        keys = np.tile(keys, (levels, 1))
+    elif lane_eval_params:
+        raise ValueError("lane_eval_params: given without lanes; allowed: one entry per lane")
     place = shard_batch if shard else (lambda tree, num, axis: tree)
-    bank = place(train.bank, config.num_envs, 0)
+    bank = place(bank, config.num_envs, 1 if levels else 0)
     t0 = time.perf_counter()
-    runners = core.init(keys, bank, train.hyper)
+    runners = core.init(keys, bank, hyper, lanes=bool(levels))
     start = 0
     ckpt_dir = Path(out_dir) / "checkpoints" if out_dir is not None else None
     csv_path = Path(out_dir) / "metrics.csv" if out_dir is not None else None
@@ -161,18 +178,22 @@ def run_training(
         "num_updates": config.num_updates,
         "schedule_chunks": num_chunks,
     }
-    prog = Progress(total, config.env_steps_per_update * len(seeds), progress_every, log)
+    prog = Progress(total, config.env_steps_per_update * len(keys), progress_every, log)
     new: list[dict] = []
     compile_s = None
     try:
         with core.reporter.attach(prog):
             for j in range(start, chunks):
                 tc = time.perf_counter()
-                runners, metrics = core.run(runners, bank, train.eval_bank, train.hyper, per_chunk)
+                runners, metrics = core.run(
+                    runners, bank, eval_bank, hyper, per_chunk, bool(levels)
+                )
                 metrics = distributed.to_host(jax.block_until_ready(metrics))
                 if compile_s is None:
                     compile_s = time.perf_counter() - tc
-                chunk_rows = _rows(metrics, j * per_chunk, config.env_steps_per_update, seeds, prog)
+                chunk_rows = _rows(
+                    metrics, j * per_chunk, config.env_steps_per_update, seeds, prog, levels
+                )
                 new += chunk_rows
                 if csv_path is not None:
                     append_csv(csv_path, chunk_rows)
@@ -200,22 +221,48 @@ def run_training(
     }
 
 
-def _rows(metrics, first_update, steps_per_update, seeds, prog) -> list[dict]:
-    """One row per (update, seed) of a chunk's stacked metrics, numbered from ``first_update``."""
+def _lane_banks(train, env, config: TrainConfig, lanes, lane_eval_params, seeds):
+    """(bank, eval bank, hyper), each with a leading lane axis: level-major, seeds inner."""
+    if lane_eval_params and len(lane_eval_params) != len(lanes):
+        raise ValueError(
+            f"lane_eval_params: got {len(lane_eval_params)} entries; allowed: one per lane "
+            f"({len(lanes)})"
+        )
+
+    def stack(entries, num, key, name):
+        out = []
+        for i, p in enumerate(entries):
+            b = banks.scenario_bank(env, p, num, key)
+            banks.check_bank(env, b, f"{name}[{i}]")
+            out.append(b)
+        return jax.tree_util.tree_map(lambda *x: np.repeat(np.stack(x), len(seeds), 0), *out)
+
+    bank = stack(lanes, config.num_envs, banks.train_key(0), "lanes")
+    evals = lane_eval_params or [train.eval_bank] * len(lanes)
+    eval_bank = stack(evals, config.eval_envs, banks.eval_key(0), "lane_eval_params")
+    num = len(lanes) * len(seeds)
+    hyper = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (num, *np.shape(x))), train.hyper)
+    return bank, eval_bank, hyper
+
+
+def _rows(metrics, first_update, steps_per_update, seeds, prog, levels: int = 0) -> list[dict]:
+    """One row per (update, lane) of a chunk's stacked metrics, numbered from ``first_update``
+    (with sweep lanes, ``lane`` is the level's index)."""
     rows = []
     n = next(iter(metrics.values())).shape[0]
     for i in range(n):
         u = first_update + i + 1
         rate = prog.rate(u, window=1)
-        for s_idx, seed in enumerate(seeds):
+        for j in range(max(levels, 1) * len(seeds)):
             row = {
                 "update": u,
-                "seed": seed,
+                **({"lane": j // len(seeds)} if levels else {}),
+                "seed": seeds[j % len(seeds)],
                 "env_steps": u * steps_per_update,
                 "env_steps_per_s": rate,
             }
             for k, v in metrics.items():
-                row[k] = float(v[i, s_idx])
+                row[k] = float(v[i, j])
             rows.append(row)
     return rows
 

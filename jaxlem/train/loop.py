@@ -71,21 +71,25 @@ def compile_run(
     evaluate: Callable,
     reporter: Reporter,
 ) -> Callable:
-    """``run(runners, bank, eval_bank, hyper, num_updates)``: ``num_updates`` calls of
-    ``update(runner, bank, hyper) -> (runner, metrics)`` for every seed (leading axis of
-    ``runners``) as one jitted scan; every ``eval_every`` updates ``evaluate(runner, eval_bank,
-    key)`` adds ``eval_return``; each update's metrics go to ``reporter``."""
+    """``run(runners, bank, eval_bank, hyper, num_updates, lanes=False)``: ``num_updates`` calls
+    of ``update(runner, bank, hyper) -> (runner, metrics)`` for every lane (leading axis of
+    ``runners``: seeds, or seeds x sweep levels) as one jitted scan; every ``eval_every``
+    updates ``evaluate(runner, eval_bank, key)`` adds ``eval_return``; each update's metrics go
+    to ``reporter``. ``lanes``: ``bank``, ``eval_bank`` and ``hyper`` carry the same leading
+    axis as ``runners`` (each lane trains on its own scenarios and hyperparameters, so a sweep
+    over numbers is one vmapped program); else every lane shares them."""
 
-    def run(runners, bank, eval_bank, hyper, num_updates: int):
+    def run(runners, bank, eval_bank, hyper, num_updates: int, lanes: bool = False):
         TRACE_COUNT[name] += 1
+        axis = 0 if lanes else None
 
         def body(runners, _):
-            runners, metrics = jax.vmap(update, in_axes=(0, None, None))(runners, bank, hyper)
+            runners, metrics = jax.vmap(update, in_axes=(0, axis, axis))(runners, bank, hyper)
             if config.eval_every and eval_bank is not None:
                 due = (runners.update[0] % config.eval_every) == 0
                 metrics["eval_return"] = jax.lax.cond(
                     due,
-                    lambda r: jax.vmap(evaluate, in_axes=(0, None, None))(
+                    lambda r: jax.vmap(evaluate, in_axes=(0, axis, None))(
                         r, eval_bank, jax.random.PRNGKey(0)
                     ),
                     lambda r: jnp.full((r.update.shape[0],), jnp.nan),
@@ -96,7 +100,7 @@ def compile_run(
 
         return jax.lax.scan(body, runners, None, num_updates)
 
-    return jax.jit(run, static_argnums=(4,))
+    return jax.jit(run, static_argnums=(4, 5))
 
 
 def unbatched_init(init: Callable[..., Any]) -> Callable[..., Any]:
@@ -109,11 +113,13 @@ def unbatched_init(init: Callable[..., Any]) -> Callable[..., Any]:
     thread of a 2-core machine waits and nothing runs again (seen with per-type parameters on
     multiactor-v0, jaxlib 0.10.2). ``lax.map`` keeps every QR unbatched and gives the same
     values as ``vmap``; waiting costs nothing, as the training scan needs the state anyway.
-    """
-    mapped = jax.jit(lambda keys, *args: jax.lax.map(lambda k: init(k, *args), keys))
+    With ``lanes=True`` every argument carries the keys' leading axis (a bank and hyper per
+    lane)."""
+    shared = jax.jit(lambda keys, *args: jax.lax.map(lambda k: init(k, *args), keys))
+    per_lane = jax.jit(lambda keys, *args: jax.lax.map(lambda ka: init(*ka), (keys, *args)))
 
-    def run(keys: jax.Array, *args: Any) -> Any:
-        return jax.block_until_ready(mapped(keys, *args))
+    def run(keys: jax.Array, *args: Any, lanes: bool = False) -> Any:
+        return jax.block_until_ready((per_lane if lanes else shared)(keys, *args))
 
     return run
 
