@@ -35,7 +35,11 @@ if "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_F
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_concurrency_optimized_scheduler=false"
     ).strip()
 
+from jaxlem import threefry  # noqa: E402
 from jaxlem.envs.registry import make, register, registered_envs  # noqa: E402
+
+if os.environ.get("JAXLEM_ROLLED_THREEFRY", "") != "1":
+    threefry.set_cpu_lowering(unrolled=True)
 
 __version__ = "0.1.0"
 

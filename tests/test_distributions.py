@@ -9,6 +9,7 @@ import pytest
 from scipy import special as sp
 from scipy import stats
 
+from jaxlem import threefry
 from jaxlem.train import special
 from jaxlem.train.distributions import FastBeta, beta_ge1, gamma_ge1
 
@@ -75,3 +76,43 @@ def test_fast_beta_density_and_entropy_equal_distrax():
     np.testing.assert_allclose(v_fast, v_ref, rtol=1e-4, atol=1e-4)
     for gf, gr in zip(g_fast, g_ref, strict=True):
         np.testing.assert_allclose(gf, gr, rtol=1e-3, atol=1e-3)
+
+
+def test_unrolled_threefry_draws_the_same_bits_without_a_loop():
+    """``import jaxlem`` lowers threefry on the CPU unrolled: the same random bits as JAX's
+    rolled loop for every kind of draw, vmapped and scanned, and no while loop left."""
+
+    def draws(key):
+        k1, k2 = jax.random.split(key)
+        keys = jax.random.split(k2, 8)
+        per = jax.vmap(lambda k: jax.random.normal(k, (5, 3)))(keys)
+        scanned = jax.lax.scan(
+            lambda k, _: (jax.random.fold_in(k, 7), jax.random.bits(k)), k1, None, 4
+        )
+        return (
+            jax.random.uniform(k1, (33,)),
+            per,
+            scanned[1],
+            jax.random.randint(key, (17,), 0, 1000),
+            beta_ge1(k2, jnp.float32(2.0), jnp.float32(3.0), (64,)),
+            jax.random.permutation(key, 50),
+        )
+
+    keys = jax.random.split(jax.random.PRNGKey(11), 3)
+    try:
+        assert threefry.set_cpu_lowering(unrolled=False)
+        rolled_fn = jax.jit(jax.vmap(draws))
+        rolled = rolled_fn(keys)
+        assert "while" in rolled_fn.lower(keys).compile().as_text()
+        threefry.set_cpu_lowering(unrolled=True)
+        unrolled_fn = jax.jit(jax.vmap(draws))
+        unrolled = unrolled_fn(keys)
+        text = unrolled_fn.lower(keys).compile().as_text()
+        # the scan's own loop stays; no threefry loop (5 iterations) is left
+        assert '"n":"5"' not in text and '"n":"5"' in rolled_fn.lower(keys).compile().as_text()
+    finally:
+        threefry.set_cpu_lowering(unrolled=True)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(rolled), jax.tree_util.tree_leaves(unrolled), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
