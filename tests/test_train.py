@@ -257,6 +257,8 @@ def test_sweep_levels_as_lanes_match_separate_runs():
     assert not np.allclose(first[0], first[2])
     with pytest.raises(ValueError, match="lane_eval_params: got 1 entries"):
         run_training(cfg, LEM, lanes=levels, lane_eval_params=levels[:1], log=log)
+    with pytest.raises(ValueError, match="params: given with lanes"):
+        run_training(cfg, LEM, lanes=levels, params=levels[0], log=log)
 
 
 def _assert_same_history(a, b):

@@ -139,6 +139,8 @@ def run_training(
     bank, eval_bank, hyper = train.bank, train.eval_bank, train.hyper
     levels = len(lanes)
     if levels:
+        if params is not None:
+            raise ValueError("params: given with lanes; allowed: None (each lane has its own)")
         bank, eval_bank, hyper = _lane_banks(train, env, config, lanes, lane_eval_params, seeds)
         keys = np.tile(keys, (levels, 1))
     elif lane_eval_params:
