@@ -46,7 +46,10 @@ def test_best_response_improves_on_everyone_at_the_cap():
         lambda st: policies.best_response(ENV, PARAMS, st, jnp.ones((5, 3)))
     )(state)
     gain = np.asarray(br_profit - profit)
-    assert np.all(gain >= -1e-3)  # the current markup is on the grid
+    # the current markup is on the grid: no loss beyond the fixed-budget IPM's accuracy on
+    # profits, 0.3 % of the largest (the same dispatch solved twice came out 0.08 apart on an
+    # Intel Xeon under the suite's LLVM -O0)
+    assert np.all(gain >= -3e-3 * float(jnp.abs(profit).max()) - 1e-3)
     assert gain.max() > 0.01 * float(jnp.abs(profit).max())
     assert np.any(np.asarray(br_action[:, 0]) < 1.0)
     assert float(metrics.exploitability_proxy(br_profit, profit)) == pytest.approx(gain.max())
