@@ -32,6 +32,7 @@ LONG = (
     "test_every_storage_and_market_power_preset",
     "test_ood_axes",
     "test_ippo_trains_lem_through_the_adapter",
+    "test_sweep_levels_as_lanes",
 )
 
 
