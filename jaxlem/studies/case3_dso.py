@@ -89,10 +89,7 @@ def run_group(cfg: DictConfig, group: list[str], log) -> dict[str, dict]:
 
 
 def run_cell(cfg: DictConfig, cell: str, log) -> dict:
-    name, value = parse(cell)
-    env = _env(int(cfg.env.num_agents))
-    overrides = None if value is None else {FIELDS[name]: value}
-    return lem_cells.run(cfg, env, log, extra=dso_fees, overrides=overrides)
+    return run_group(cfg, [cell], log)[cell]
 
 
 # ---------------------------------------------------------------------------- report

@@ -60,9 +60,7 @@ def run_group(cfg: DictConfig, group: list[str], log) -> dict[str, dict]:
 
 
 def run_cell(cfg: DictConfig, cell: str, log) -> dict:
-    obs, alpha = parse(cell)
-    env = _env(obs, int(cfg.env.num_agents))
-    return lem_cells.run(cfg, env, log, overrides={"coop_alpha": alpha})
+    return run_group(cfg, [cell], log)[cell]
 
 
 # ---------------------------------------------------------------------------- report
