@@ -257,10 +257,12 @@ def _tou_24(key, lo, hi, gap, jitter):
 _tou_24_jit = jax.jit(_tou_24)
 
 
+# XLA's CPU code flushes subnormal floats to zero (whether an op does depends on how it is
+# fused), so a bound of 1e-44 may come back as 0; prices that small never occur
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
-    lo=st.floats(-200.0, 500.0),
+    lo=st.floats(-200.0, 500.0, width=32, allow_subnormal=False),
     span=st.floats(1.0, 1000.0),
     gap=st.floats(0.0, 0.5),
     jitter=st.floats(0.0, 5.0),
