@@ -2,8 +2,9 @@
 
 ``check_env(env)`` runs: spaces and shapes, the declared contract (action layout, named columns,
 agent types, action mask, evaluation spec), jit, determinism, vmap over keys and over params,
-auto-reset with terminated/truncated/final_obs, no NaN/inf under random and extreme actions, and
-the JaxMARL dict-adapter round trip. Each check raises ``AssertionError`` naming what failed::
+auto-reset with terminated/truncated/final_obs, no NaN/inf under random and extreme actions,
+that the action columns a state's mask leaves out change nothing, and the JaxMARL dict-adapter
+round trip. Each check raises ``AssertionError`` naming what failed::
 
     from jaxlem.testing import check_env
     check_env(MyEnv())
@@ -247,6 +248,34 @@ def check_contract(env: Env, params: Any) -> None:
         _check(space.contains(action), f"policy {name!r}: action outside the action space")
 
 
+def check_action_mask(env: Env, params: Any, steps: int = 3) -> None:
+    """At the first ``steps`` states of an episode, ``action_mask_at`` lies within
+    ``action_mask``, and the columns it leaves out change nothing: the step with other values
+    there gives the same observation, state, reward and done."""
+    space = env.action_space(params)
+    static = np.asarray(env.action_mask(params))
+    mask_at = jax.jit(env.action_mask_at)
+    _, state = env.reset(jax.random.PRNGKey(7), params)
+    for t in range(min(steps, env.num_steps)):
+        k_a, k_b, k_step = jax.random.split(jax.random.PRNGKey(200 + t), 3)
+        mask = np.asarray(mask_at(state, params))
+        _check(
+            mask.shape == static.shape and mask.dtype == np.bool_,
+            f"action_mask_at: shape {mask.shape} {mask.dtype}; expected {static.shape} bool",
+        )
+        _check(not (mask & ~static).any(), f"action_mask_at outside action_mask at step {t}")
+        action = space.sample(k_a)
+        other = jnp.where(jnp.asarray(mask), action, space.sample(k_b))
+        got = env.step(k_step, state, action, params)
+        alt = env.step(k_step, state, other, params)
+        for i, what in enumerate(("obs", "state", "reward", "done")):
+            _check(
+                _tree_equal(got[i], alt[i]),
+                f"step {t}: a column action_mask_at leaves out changed the {what}",
+            )
+        state = got[1]
+
+
 def check_evaluation(env: Env, params: Any) -> None:
     """One episode's KPIs of the first baseline (compiles a whole episode: slower)."""
     spec = env.evaluation()
@@ -269,6 +298,7 @@ def check_env(
     check_vmap(env, params, bank)
     check_auto_reset(env, params)
     check_extreme_actions(env, params)
+    check_action_mask(env, params)
     if adapter:
         check_jaxmarl_adapter(env, params)
     if episode_kpis:

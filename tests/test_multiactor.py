@@ -165,6 +165,25 @@ def test_daily_decisions_happen_at_day_starts_only():
     np.testing.assert_allclose(s.capacity_kw, cap0 + ordered, rtol=1e-5)
 
 
+@pytest.mark.parametrize("scenario", [1, 2])
+def test_daily_columns_count_only_at_day_starts(scenario):
+    env = ENVS[scenario]
+    p = env.default_params
+    _, s = env.reset(jax.random.PRNGKey(0), p)
+    static = np.asarray(env.action_mask(p))
+    np.testing.assert_array_equal(np.asarray(env.action_mask_at(s, p)), static)
+    mid = np.asarray(env.action_mask_at(s.replace(t=s.t + 1), p))
+    sl = env.slices
+    assert not mid[sl.reg].any()  # the regulator acts once a day
+    assert not mid[sl.prod, 2:5].any() and mid[sl.prod, :2].all()  # offers hourly
+    assert not mid[sl.cons, -1].any() and not mid[sl.pros, -1].any()  # suppliers daily
+    np.testing.assert_array_equal(mid[sl.pros, :3], static[sl.pros, :3])  # prosumers hourly
+    assert mid[sl.util, 0].all() and mid[sl.util, 1].all()  # retail price, wholesale bid
+    assert mid[sl.util, 4].all() == (scenario == 2)  # the retail offer of scenario 2
+    next_day = np.asarray(env.action_mask_at(s.replace(t=s.t + env.steps_per_day), p))
+    np.testing.assert_array_equal(next_day, static)
+
+
 def test_investment_is_bounded_by_cash_and_credit():
     env = ENVS[1]
     p = env.default_params

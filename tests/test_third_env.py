@@ -20,7 +20,8 @@ from jaxlem.envs.base import ActionLayout, Column, Environment, EvalSpec
 from jaxlem.envs.registry import unregister
 from jaxlem.envs.spaces import Box
 from jaxlem.rollout import rollout
-from jaxlem.testing import check_env
+from jaxlem.testing import check_action_mask, check_env
+from jaxlem.train import TrainConfig, make_train
 from jaxlem.train.driver import read_csv
 
 
@@ -180,3 +181,27 @@ def test_a_third_env_trains_is_compared_and_runs_as_a_job(registered, tmp_path: 
     cli.eval_main([str(tmp_path), "--scenarios", "4"])
     again = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert set(again["comparison"]) == set(summary["comparison"])
+
+
+@dataclass(frozen=True)
+class SilentPostedPriceEnv(PostedPriceEnv):
+    """Declares that no action column is ever read (``action_mask_at`` all False), although
+    the price column is: the conformance suite must catch it, and PPO must leave the actor
+    alone (no log-probability, no entropy, so no actor gradient)."""
+
+    def action_mask_at(self, state, params):
+        return jnp.zeros((self.num_agents, 2), bool)
+
+
+def test_the_state_mask_is_checked_and_reaches_the_learners_loss():
+    env = SilentPostedPriceEnv()
+    with pytest.raises(AssertionError, match="action_mask_at leaves out changed the reward"):
+        check_action_mask(env, env.default_params)
+    cfg = TrainConfig(algo="ippo", total_timesteps=64, eval_every=0, **TINY)
+    train = make_train(cfg, env)
+    init = train.init(jax.random.PRNGKey(0))
+    runner, _ = jax.block_until_ready(train.run(init, cfg.num_updates))
+    same = jax.tree_util.tree_map(np.array_equal, init.params["actor"], runner.params["actor"])
+    assert all(jax.tree_util.tree_leaves(same))
+    moved = jax.tree_util.tree_map(np.array_equal, init.params["critic"], runner.params["critic"])
+    assert not all(jax.tree_util.tree_leaves(moved))

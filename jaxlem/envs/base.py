@@ -203,6 +203,14 @@ class Environment(Generic[TState, TParams]):
         columns that matter. Default: every column of every agent."""
         return jnp.ones(self.action_space(params).shape, bool)
 
+    def action_mask_at(self, state: TState, params: TParams) -> Bool[Array, "N act_dim"]:
+        """[N, act_dim] bool: which action columns can change anything when the action is
+        taken in ``state``: within :meth:`action_mask`, an env whose decisions fall due at
+        certain steps only (a daily investment, a supplier chosen at day start) leaves the
+        other steps' columns out, so a learner's gradient carries no noise from actions that
+        were never read. Default: :meth:`action_mask`, whatever the state."""
+        return self.action_mask(params)
+
     def observation_columns(self) -> tuple[Column, ...]:
         """Names and meanings of the observation columns (default: unnamed)."""
         d = self.observation_space().shape[-1]

@@ -175,7 +175,6 @@ class Core:
         b, n, v = c.num_envs, self.num_agents, self.views
         types_b = self.agents.bank_types(bank)  # [B, N]
         vt = self.agents.view_types(types_b, b)
-        amask = self.agents.head_mask(bank)  # [B, N', raw]
         key, *k_pool = jax.random.split(runner.key, 4)
 
         # self-play: which agents learn in each env, and which snapshot plays the others
@@ -203,6 +202,8 @@ class Core:
                 opp_out = jax.vmap(lambda p, x: self.actor.apply(p, x))(opp_params, x_a)
                 opp_raw = self.head.sample(opp_out, k_opp_act)
                 raw = jnp.where(mask[..., None], raw, opp_raw)
+            # the columns that matter in the state this action is taken in [B, N', raw]
+            amask = self.agents.head_mask(bank, env_state.env_state)
             logp = self.head.log_prob(out, raw, amask)
             value = self._value(runner.params["critic"], x_c, vt)
             keys = jax.random.split(k_step, b)
@@ -229,7 +230,7 @@ class Core:
             reward_t = reward / scale + hyper.gamma * v_final * trunc[:, None]
             stats = loop.step_metrics(info)
             stats["episode_return_sum"], stats["episodes"] = loop.episode_metrics(info)
-            traj = (x_a, x_c, raw, logp, value, reward_t, done, stats)
+            traj = (x_a, x_c, raw, amask, logp, value, reward_t, done, stats)
             return (env_state, obs2, obs_stats, ret_stats, ret_acc, key), traj
 
         carry = (
@@ -243,7 +244,7 @@ class Core:
         with jax.named_scope("rollout"):
             carry, traj = jax.lax.scan(env_step, carry, None, c.rollout_len)
         env_state, obs, obs_stats, ret_stats, ret_acc, key = carry
-        x_a, x_c, raw, logp, value, reward, done, step_stats = traj
+        x_a, x_c, raw, amask, logp, value, reward, done, step_stats = traj
 
         with jax.named_scope("advantages"):
             targets, adv, logp, extra = self._advantages(
@@ -261,8 +262,10 @@ class Core:
         def flat(x):
             return x.reshape(c.rollout_len * b, *x.shape[2:])
 
-        masks = (jnp.broadcast_to(mask, value.shape), jnp.broadcast_to(amask, raw.shape))
-        batch = jax.tree_util.tree_map(flat, (x_a, x_c, raw, logp, value, adv, targets, *masks))
+        learners = jnp.broadcast_to(mask, value.shape)
+        batch = jax.tree_util.tree_map(
+            flat, (x_a, x_c, raw, logp, value, adv, targets, learners, amask)
+        )
         types_flat = jnp.broadcast_to(vt, (c.rollout_len, *vt.shape)).reshape(-1, vt.shape[-1])
         optimizer = self._optimizer(hyper)
         size = c.rollout_len * b
@@ -400,10 +403,10 @@ class Core:
         if c.behaviour_lag:
             # V-trace against the learner's actor as it is now; the surrogate's ratio is then
             # taken against that actor (the rollout's log-probs are the behaviour's)
-            def learner_logp(xa, rw):
-                return self.head.log_prob(self._actor(runner.params["actor"], xa, vt), rw, amask)
+            def learner_logp(xa, rw, am):
+                return self.head.log_prob(self._actor(runner.params["actor"], xa, vt), rw, am)
 
-            lp_learner = jax.vmap(learner_logp)(x_a, raw)
+            lp_learner = jax.vmap(learner_logp)(x_a, raw, amask)
             log_ratio = lp_learner - logp
             discounts = hyper.gamma * (1.0 - done.astype(jnp.float32))[..., None]
             targets, adv = vtrace.vtrace(

@@ -90,12 +90,17 @@ class AgentViews:
             return jnp.zeros((m, 1), jnp.int32)
         return jnp.broadcast_to(types, (m, self.num_agents))
 
-    def head_mask(self, bank) -> jax.Array:
-        """[B, N', raw_dim] float: 1 where an action column matters (``env.action_mask``)."""
+    def head_mask(self, bank, env_state=None) -> jax.Array:
+        """[B, N', raw_dim] float: 1 where an action column matters (``env.action_mask``, or
+        ``env.action_mask_at`` for actions taken in the batch of env states ``env_state``)."""
         b = jax.tree_util.tree_leaves(bank)[0].shape[0]
         if not self.config.action_mask:
             return jnp.ones((b, self.views, self.head.raw_dim), jnp.float32)
-        mask = jax.vmap(self.env.action_mask)(bank).astype(jnp.float32)  # [B, N, A]
+        if env_state is None:
+            mask = jax.vmap(self.env.action_mask)(bank)
+        else:
+            mask = jax.vmap(self.env.action_mask_at)(env_state, bank)
+        mask = mask.astype(jnp.float32)  # [B, N, A]
         if not self.central:
             return mask
         cont = self.head.cont // self.num_agents

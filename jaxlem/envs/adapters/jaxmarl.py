@@ -353,8 +353,9 @@ class JaxMARLAdapter(Wrapper):
         return self._per_agent(state.obs)[0]
 
     def get_avail_actions(self, state: JaxMARLState) -> dict[str, jax.Array]:
-        """``{agent: [act_dim] bool}`` from ``env.action_mask`` in the state's scenario: which
-        action columns can change anything for the agent (continuous actions: a column that
-        is False is ignored by the env, e.g. a battery set-point without a battery)."""
-        mask = jnp.asarray(self._env.action_mask(state.params), bool)
+        """``{agent: [act_dim] bool}`` from ``env.action_mask_at`` in the state and its
+        scenario: which action columns can change anything for the agent's next action
+        (continuous actions: a column that is False is ignored by the env, e.g. a battery
+        set-point without a battery, or a daily decision between day starts)."""
+        mask = jnp.asarray(self._env.action_mask_at(state.env_state, state.params), bool)
         return self._per_agent(mask)[0]

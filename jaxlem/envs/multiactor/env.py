@@ -6,7 +6,7 @@ counts and the market design are static fields. Actions are one padded row per a
 continuous columns in [-1, 1] whose meaning depends on the kind (:data:`ACTION_COLUMNS`) and a
 categorical column, the consumers' supplier and the prosumers' fallback utility or
 disconnection, read at a day's first step. :meth:`action_mask` says which columns each kind
-uses in the static scenario:
+uses in the static scenario, :meth:`action_mask_at` which of them a given step reads:
 
 - scenario 1: the local P2P auction, day-ahead forward contracts between utilities and
   producers (one auction per hour of the day, cleared at its first step), a real-time
@@ -426,6 +426,22 @@ class MultiActorEnv(Environment[MAState, MAParams]):
         s = self.slices
         has_battery = p.battery_kwh > 0
         return mask.at[s.pros, 0].set(has_battery)
+
+    def action_mask_at(self, state: MAState, params: MAParams) -> jax.Array:
+        """:meth:`action_mask` with the daily columns (investment, contracts, supplier or
+        disconnection, the regulator's rates) only at a day's first step, the only step that
+        reads them."""
+        s1 = self.scenario == 1
+        daily = {
+            PRODUCER: (0, 0, 1, s1, s1, 0),
+            UTILITY: (0, 0, s1, s1, 0, 0),
+            CONSUMER: (0, 0, 0, 0, 0, 1),
+            PROSUMER: (0, 0, 0, 0, 0, 1),
+            REGULATOR: (1, 1, 1, 0, 0, 0),
+        }
+        is_daily = jnp.asarray([daily[k] for k in range(5)], bool)[jnp.asarray(self.kind_of_row)]
+        start = state.t % self.steps_per_day == 0
+        return self.action_mask(params) & (start | ~is_daily)
 
     def observation_columns(self) -> tuple[Column, ...]:
         return COLUMNS
