@@ -3,7 +3,7 @@
 ``AgentViews`` turns raw observations [M, N, D] into network inputs for every training mode
 (own observation plus type/id features; MAPPO's pooled world state; CTCE's one joint view) and
 knows the agents' types (``env.agent_types``) and which action columns matter
-(``env.action_mask``). ``action_head`` builds the actor's output layout from
+(``env.action_mask_at``). ``action_head`` builds the actor's output layout from
 ``env.action_layout()``. ``Residual`` maps a learner's raw action to an env action that moves a
 scripted baseline's action (declared by the env) towards the box edges. Shared by PPO and SAC.
 """
@@ -90,17 +90,13 @@ class AgentViews:
             return jnp.zeros((m, 1), jnp.int32)
         return jnp.broadcast_to(types, (m, self.num_agents))
 
-    def head_mask(self, bank, env_state=None) -> jax.Array:
-        """[B, N', raw_dim] float: 1 where an action column matters (``env.action_mask``, or
-        ``env.action_mask_at`` for actions taken in the batch of env states ``env_state``)."""
+    def head_mask(self, bank, env_state) -> jax.Array:
+        """[B, N', raw_dim] float: 1 where an action column matters for the actions taken in
+        the batch of env states ``env_state`` (``env.action_mask_at``)."""
         b = jax.tree_util.tree_leaves(bank)[0].shape[0]
         if not self.config.action_mask:
             return jnp.ones((b, self.views, self.head.raw_dim), jnp.float32)
-        if env_state is None:
-            mask = jax.vmap(self.env.action_mask)(bank)
-        else:
-            mask = jax.vmap(self.env.action_mask_at)(env_state, bank)
-        mask = mask.astype(jnp.float32)  # [B, N, A]
+        mask = jax.vmap(self.env.action_mask_at)(env_state, bank).astype(jnp.float32)  # [B, N, A]
         if not self.central:
             return mask
         cont = self.head.cont // self.num_agents
