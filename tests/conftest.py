@@ -5,8 +5,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 # The suite runs tiny programs whose cost is almost all XLA compilation. LLVM's -O0 backend and
 # XLA:CPU's older elemental fusion emitter (instead of the MLIR fusion emitters) cut compile time
-# by about half and a third, without changing float semantics. Subprocess tests inherit the
-# flags. Set JAXLEM_TEST_OPT=1 to test with the backend and emitters users get.
+# by about half and a third. Float semantics stay the same, except which ops flush subnormals
+# to zero (that follows the fusion). Subprocess tests inherit the flags. Set JAXLEM_TEST_OPT=1
+# to test with the backend and emitters users get.
 # Two xdist workers share one accelerator: no worker may take most of its memory up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 if os.environ.get("JAXLEM_TEST_OPT") != "1":

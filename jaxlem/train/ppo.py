@@ -348,7 +348,7 @@ class Core:
         metrics = {k: val.mean() for k, val in losses.items()}
         metrics.update(extra)
         # how much of the return variance the critic explains, on this update's rollout
-        m_all = jnp.broadcast_to(mask, value.shape).astype(jnp.float32)
+        m_all = learners.astype(jnp.float32)
         cnt_all = jnp.maximum(m_all.sum(), 1.0)
 
         def _var(x):

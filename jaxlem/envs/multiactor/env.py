@@ -421,8 +421,7 @@ class MultiActorEnv(Environment[MAState, MAParams]):
             PROSUMER: (1, 1, 1, 0, 0, 1),
             REGULATOR: (1, 1, 1, 0, 0, 0),
         }
-        table = jnp.asarray([rows[k] for k in range(5)], bool)
-        mask = table[jnp.asarray(self.kind_of_row)]
+        mask = self._by_kind(rows)
         s = self.slices
         has_battery = p.battery_kwh > 0
         return mask.at[s.pros, 0].set(has_battery)
@@ -439,9 +438,12 @@ class MultiActorEnv(Environment[MAState, MAParams]):
             PROSUMER: (0, 0, 0, 0, 0, 1),
             REGULATOR: (1, 1, 1, 0, 0, 0),
         }
-        is_daily = jnp.asarray([daily[k] for k in range(5)], bool)[jnp.asarray(self.kind_of_row)]
         start = state.t % self.steps_per_day == 0
-        return self.action_mask(params) & (start | ~is_daily)
+        return self.action_mask(params) & (start | ~self._by_kind(daily))
+
+    def _by_kind(self, rows: dict[int, tuple]) -> jax.Array:
+        """[N, act_dim] bool: each agent's row of a per-kind table of action columns."""
+        return jnp.asarray([rows[k] for k in range(5)], bool)[jnp.asarray(self.kind_of_row)]
 
     def observation_columns(self) -> tuple[Column, ...]:
         return COLUMNS
