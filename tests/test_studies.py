@@ -261,3 +261,88 @@ def test_consumer_dilemma_matches_episode_kpis():
     kpis = ev.episode_kpis(env, {"dev": (dev, (None, rows)), "rule": (rule, (None, rows))}, bank, 7)
     want = kpis["dev"]["return_consumer"] - kpis["rule"]["return_consumer"]
     np.testing.assert_allclose(got["1.2"]["all"], want, rtol=1e-5, atol=1e-5)
+
+
+def test_regulator_rates_summary_and_table():
+    """The rates landscape's summary: mean and paired s.e. over seeds x scenarios per grid
+    point, the fixed rule's point, the best point, points ahead and behind beyond 2 s.e."""
+    import numpy as np
+
+    from jaxlem.studies import multiactor_rates as mr
+
+    rng = np.random.default_rng(0)
+    j, m = len(mr.GRID), 16
+    shift = np.zeros(j)
+    rule = int(np.flatnonzero((mr.GRID == np.asarray(mr.RULE, np.float32)).all(1))[0])
+    shift[rule], shift[0] = 5.0, -5.0  # the rule far ahead, the no-rates point far behind
+    seeds = [
+        {"rates": [0.1 * s, 0.2, 0.3], "gain": (shift[:, None] + rng.normal(size=(j, m))).tolist()}
+        for s in range(3)
+    ]
+    g = mr.summary(seeds)
+    flat = np.asarray([s["gain"] for s in seeds]).transpose(1, 0, 2).reshape(j, -1)
+    np.testing.assert_allclose(g["mean"], flat.mean(1))
+    np.testing.assert_allclose(g["se"], flat.std(1, ddof=1) / np.sqrt(3 * m))
+    assert g["rule"] == rule and g["best"] == rule
+    assert tuple(mr.GRID[g["rule"]]) == mr.RULE
+    assert g["ahead"] >= 1 and g["behind"] >= 1
+    assert g["seeds_above"][rule] == 3 and g["seeds_above"][0] == 0
+    np.testing.assert_allclose(g["rates"], [0.1, 0.2, 0.3])
+    results = {"s1-regulator_on-mixed": {"algos": {"mappo": {"rates": seeds}}}}
+    (row,) = mr.rows(results)
+    assert row["best fixed rates"] == "(1.00, 0.50, 0.50)"
+    assert row["fixed rule - trained"] == f"{g['mean'][rule]:+.2f} ± {g['se'][rule]:.2f}"
+    (text,) = mr.findings(results)
+    assert "27 fixed rates" in text and "s1-regulator_on-mixed mappo" in text
+    assert mr.rows({"c": {"algos": {"mappo": {}}}}) == [] and mr.findings({}) == []
+
+
+@pytest.mark.slow  # a tiny multiactor training and two evaluations (about 40 s); pytest -m slow
+def test_regulator_rates_landscape_matches_episode_kpis():
+    """Each grid point's gain is the regulator's episode return with those fixed rates minus
+    with the trained regulator, every other agent trained, as the env's own episode KPIs
+    compute it; NaN rates leave the trained regulator in place."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxlem
+    from jaxlem.studies import multiactor_rates as mr
+    from jaxlem.train import banks
+    from jaxlem.train import evaluate as ev
+    from jaxlem.train.config import TrainConfig
+    from jaxlem.train.driver import run_training
+
+    env = jaxlem.make(
+        "multiactor-v0", num_producers=2, num_utilities=2, num_consumers=2, num_prosumers=2,
+        num_days=1,
+    )  # fmt: skip
+    cfg = TrainConfig(
+        total_timesteps=2 * 24, num_envs=2, rollout_len=24, hidden=(8,), eval_every=0,
+        eval_envs=2, sharing="type", residual="scripted_regulated",
+    )  # fmt: skip
+    res = run_training(cfg, env, seeds=(0,), log=lambda s: None)
+    core, runner = res["train"].core, ev.seed_slice(res["runners"], 0)
+    bank = banks.held_out_bank(env, 3, 0)
+    seed = 7
+    keys = ev.episode_keys(bank, seed)
+    got = mr.landscape(env, core, keys, bank, runner)
+    assert np.asarray(got["gain"]).shape == (len(mr.GRID), 3)
+    assert all(0.0 <= r <= 1.0 for r in got["rates"])
+    pol = mr.fixed_rates(core)
+    rule = int(np.flatnonzero((mr.GRID == np.asarray(mr.RULE, np.float32)).all(1))[0])
+    nan = jnp.full((3,), jnp.nan)
+    kpis = ev.episode_kpis(
+        env,
+        {
+            "rule": (pol, (runner, jnp.asarray(mr.RULE))),
+            "trained": (pol, (runner, nan)),
+            "plain": (ev.trained_policy(core), runner),
+        },
+        bank,
+        seed,
+    )
+    want = kpis["rule"]["return_regulator"] - kpis["trained"]["return_regulator"]
+    np.testing.assert_allclose(got["gain"][rule], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        kpis["trained"]["return_regulator"], kpis["plain"]["return_regulator"], rtol=1e-6
+    )

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 import jaxlem
 from jaxlem.envs.multiactor import policies
 from jaxlem.envs.multiactor.types import KINDS
-from jaxlem.studies import figures, tables
+from jaxlem.studies import figures, multiactor_rates, tables
 from jaxlem.studies import multiactor_deviations as deviations
 from jaxlem.studies.runner import header
 from jaxlem.train import banks
@@ -207,11 +207,13 @@ def _evaluate_cell(cfg, env, regulator: bool, held, out: dict, algo: str, res, r
     per: dict[str, list] = {"all": []}
     rule: dict[str, list] = {}
     one: dict[str, list] = {}
-    traces = []
+    traces, rates = [], []
     for i in range(int(cfg.seeds)):
         runner = ev.seed_slice(runners, i)
         per["all"].append(_episodes(env, policy, held, ep_seed, (runner, every)))
         traces.append(_traces(env, policy, keys, held, (runner, every)))
+        if regulator:
+            rates.append(multiactor_rates.landscape(env, core, keys, held, runner))
         for name, gains in deviations.unilateral(env, policy, keys, held, (runner, none)).items():
             if name != "regulator" or regulator:
                 one.setdefault(name, []).append(gains)
@@ -228,6 +230,7 @@ def _evaluate_cell(cfg, env, regulator: bool, held, out: dict, algo: str, res, r
         "rule_in_trained": rule,  # [kind playing its rule][seed] -> {kpi: [...]}
         "one_alone": one,  # [kind][seed] -> [scenario]: one agent's gain, mean over agents
         "traces": {k: np.mean([t[k] for t in traces], 0).tolist() for k in TRACES},
+        **({"rates": rates} if regulator else {}),
     }
 
 
@@ -420,6 +423,16 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         tables.markdown_plain(shown_gains("one")),
         "",
+        "## The regulator's rates in the trained market",
+        "",
+        "Every agent trained except the regulator, which sets fixed rates (shares of the largest "
+        "gouging fine, output subsidy and investment subsidy) every day; its return (welfare, "
+        "currency per episode) minus the trained regulator's on the same held-out episodes, "
+        "mean ± paired s.e. over seeds x scenarios. The fixed rule is (1, 0.5, 0.5); the trained "
+        "regulator's rates are those of its first day, mean over scenarios and seeds.",
+        "",
+        tables.markdown_plain(multiactor_rates.rows(results)),
+        "",
         "## The consumers' dilemma, in the rules alone",
         "",
         "Scripted market; the consumers' local limit price set to a multiple of their "
@@ -428,7 +441,7 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "of the consumers when all do so; currency per episode, mean ± paired s.e. over the "
         "held-out scenarios.",
         "",
-        tables.markdown_plain(dilemma_rows(results)),
+        tables.markdown_plain(deviations.dilemma_rows(results)),
         "",
         "## Figures",
         "",
@@ -459,22 +472,6 @@ def _margin(g: dict) -> float:
     """What a difference must exceed to count as ahead or behind: 2 paired s.e., and a
     millionth of the rule's return (identical play differs by float rounding only)."""
     return max(2 * g["paired_se"], 1e-6 * abs(g["rule"]))
-
-
-def dilemma_rows(results: dict) -> list[dict]:
-    rows = []
-    for cell, r in results.items():
-        for m, d in r.get("consumer_dilemma", {}).items():
-            g = ev.summarize({"one": d["one"], "all": d["all"]})
-            rows.append(
-                {
-                    "cell": cell,
-                    "bid / retail price": m,
-                    "one consumer": f"{g['one']:+.3f} ± {g['one_se']:.3f}",
-                    "all consumers": f"{g['all']:+.3f} ± {g['all_se']:.3f}",
-                }  # fmt: skip
-            )
-    return rows
 
 
 def _describe(cfg: DictConfig) -> str:
@@ -581,19 +578,4 @@ def findings(cfg: DictConfig, results: dict, kpi_rows: list, gain_rows: list) ->
                 f"{algo.upper()}, each kind {words}, against the rule of its kind (beyond 2 "
                 "paired s.e. and float rounding): " + "; ".join(ahead) + "."
             )
-    dilemma = [r["consumer_dilemma"] for r in results.values() if "consumer_dilemma" in r]
-    markups = sorted({m for d in dilemma for m in d}, key=float)
-    if markups:
-        parts = []
-        for m in markups:
-            one = np.mean([np.mean(d[m]["one"]) for d in dilemma])
-            every = np.mean([np.mean(d[m]["all"]) for d in dilemma])
-            parts.append(f"at {m}x the retail price one gains {one:+.3f}, all {every:+.3f}")
-        out.append(
-            "Consumers' local bids, scripted market, mean over the cells (currency per episode "
-            "per consumer, against the rule): " + "; ".join(parts) + ". Where one consumer gains "
-            "by bidding above the retail price and the consumers together lose when all do, "
-            "outbidding each other for the prosumers' surplus is a dilemma: a learner that "
-            "finds the individual gain cannot keep it once every consumer learns it."
-        )
-    return out
+    return out + deviations.dilemma_findings(results) + multiactor_rates.findings(results)

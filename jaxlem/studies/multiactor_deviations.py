@@ -16,6 +16,7 @@ import numpy as np
 from jaxlem.envs.multiactor import policies
 from jaxlem.envs.multiactor.types import KINDS
 from jaxlem.rollout import rollout
+from jaxlem.train import evaluate as ev
 
 SCRIPTED = "scripted_regulated"  # the regulator's fixed rule acts only where it is on
 
@@ -88,3 +89,40 @@ def consumer_dilemma(env: Any, keys, bank, markups) -> dict[str, dict[str, list[
             "all": (r[-1][:, cons] - base).mean(axis=1).tolist(),
         }
     return out
+
+
+def dilemma_rows(results: dict) -> list[dict]:
+    """The dilemma table: per cell and bid markup, one consumer's gain and all consumers'."""
+    rows = []
+    for cell, r in results.items():
+        for m, d in r.get("consumer_dilemma", {}).items():
+            g = ev.summarize({"one": d["one"], "all": d["all"]})
+            rows.append(
+                {
+                    "cell": cell,
+                    "bid / retail price": m,
+                    "one consumer": f"{g['one']:+.3f} ± {g['one_se']:.3f}",
+                    "all consumers": f"{g['all']:+.3f} ± {g['all_se']:.3f}",
+                }  # fmt: skip
+            )
+    return rows
+
+
+def dilemma_findings(results: dict) -> list[str]:
+    """The dilemma in one sentence, mean over the cells."""
+    dilemma = [r["consumer_dilemma"] for r in results.values() if "consumer_dilemma" in r]
+    markups = sorted({m for d in dilemma for m in d}, key=float)
+    if not markups:
+        return []
+    parts = []
+    for m in markups:
+        one = np.mean([np.mean(d[m]["one"]) for d in dilemma])
+        every = np.mean([np.mean(d[m]["all"]) for d in dilemma])
+        parts.append(f"at {m}x the retail price one gains {one:+.3f}, all {every:+.3f}")
+    return [
+        "Consumers' local bids, scripted market, mean over the cells (currency per episode "
+        "per consumer, against the rule): " + "; ".join(parts) + ". Where one consumer gains "
+        "by bidding above the retail price and the consumers together lose when all do, "
+        "outbidding each other for the prosumers' surplus is a dilemma: a learner that "
+        "finds the individual gain cannot keep it once every consumer learns it."
+    ]
