@@ -19,9 +19,12 @@ scenarios with:
   policy is a better response to the rules than the rule itself (a unilateral deviation; where
   it gains and the whole kind trained loses, the kind faces a social dilemma);
 - the scripted consumers' rule with the local limit price ``bid_markup`` times the retail price,
-  played by one consumer and by all: the same dilemma, in the rules alone.
+  played by one consumer and by all: the same dilemma, in the rules alone;
+- where the regulator is on, every agent trained but the regulator, which sets each of 27
+  fixed rates (``multiactor_rates``): where the trained regulator sits among them.
 
-One compiled evaluator serves all of these: which rows play the trained policy is an argument.
+One compiled evaluator serves each of these: which rows play the trained policy (or which
+rates the regulator sets) is an argument.
 """
 
 from __future__ import annotations

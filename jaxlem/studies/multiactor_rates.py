@@ -81,7 +81,6 @@ def summary(per_seed: list[dict]) -> dict[str, Any]:
     best = int(np.argmax(mean))
     return {
         "rates": np.mean([p["rates"] for p in per_seed], axis=0).tolist(),
-        "rates_by_seed": [p["rates"] for p in per_seed],
         "mean": mean.tolist(),
         "se": se.tolist(),
         "seeds_above": (gain.mean(axis=2) > 0).sum(axis=0).tolist(),
