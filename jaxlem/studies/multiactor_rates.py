@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlem.envs.multiactor import policies
+from jaxlem.envs.multiactor import policies, stages
 from jaxlem.studies import multiactor_deviations as deviations
 from jaxlem.train import evaluate as ev
 
 LEVELS = (0.0, 0.5, 1.0)  # each rate as a share of its largest value
 GRID = np.asarray(list(itertools.product(LEVELS, LEVELS, LEVELS)), np.float32)  # [27, 3]
 RULE = (1.0, 0.5, 0.5)  # policies.FIXED_RULE
+RULE_INDEX = int(np.flatnonzero((GRID == np.asarray(RULE, np.float32)).all(axis=1))[0])
 NAMES = ("gouging fine", "output subsidy", "investment subsidy")
 
 
@@ -52,8 +53,7 @@ def _first_day(env: Any, core: Any):
 
     def one(key, params, runner):
         obs, _ = env.reset(key, params)
-        a = trained(key, obs, env, params, runner)[env.slices.reg][0, :3]
-        return 0.5 * (jnp.clip(a, -1.0, 1.0) + 1.0)
+        return stages.unit(trained(key, obs, env, params, runner)[env.slices.reg][0, :3])
 
     return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
 
@@ -77,7 +77,6 @@ def summary(per_seed: list[dict]) -> dict[str, Any]:
     flat = gain.transpose(1, 0, 2).reshape(len(GRID), s * m)
     mean = flat.mean(axis=1)
     se = flat.std(axis=1, ddof=1) / np.sqrt(flat.shape[1])
-    rule = int(np.flatnonzero((GRID == np.asarray(RULE, np.float32)).all(axis=1))[0])
     best = int(np.argmax(mean))
     return {
         "rates": np.mean([p["rates"] for p in per_seed], axis=0).tolist(),
@@ -87,7 +86,7 @@ def summary(per_seed: list[dict]) -> dict[str, Any]:
         "ahead": int((mean > 2 * se).sum()),
         "behind": int((mean < -2 * se).sum()),
         "best": best,
-        "rule": rule,
+        "rule": RULE_INDEX,
     }
 
 
