@@ -127,3 +127,38 @@ def test_op_times_finds_each_scope_of_a_compiled_update():
     for stage in ("rollout: env", "learn: forward actor", "learn: backward actor"):
         assert times[stage] > 0, (stage, times)
     assert times["advantages (GAE / V-trace)"] == 0
+
+
+def test_network_floor_reads_layers_and_counts_every_pass(monkeypatch):
+    """The floor takes the layer shapes from Flax params (with a seed axis, and a type axis
+    where each agent type has its own network) and adds one forward pass per rollout step and
+    one forward and backward pass per minibatch and epoch."""
+    import numpy as np
+
+    from jaxlem.app import network_floor as nf
+
+    def net(*shape_prefix):
+        dims = [(5, 8), (8, 8), (8, 2)]
+        return {
+            "params": {
+                f"Dense_{i}": {"kernel": np.zeros((*shape_prefix, a, b)), "bias": np.zeros(b)}
+                for i, (a, b) in enumerate(dims)
+            }
+        }
+
+    assert nf.kernels(net(1)) == [(1, 5, 8), (1, 8, 8), (1, 8, 2)]
+    assert nf.kernels(net(1, 3)) == [(3, 5, 8), (3, 8, 8), (3, 8, 2)]
+    f, fb = nf.pass_times(nf.kernels(net(1, 3)), 30)
+    assert 0.0 < f and 0.0 < fb
+    calls = []
+
+    def fake(layers, rows):  # forward 1 s, forward and backward 10 s, whatever the rows
+        calls.append((layers[-1][2], rows))
+        return 1.0, 10.0
+
+    monkeypatch.setattr(nf, "pass_times", fake)
+    got = nf.update_floor({"actor": net(1), "critic": net(1)}, 2, 4, 3, 5, 2)
+    # agents 2, envs 4, rollout 3, epochs 5, minibatches 2: rollout rows 8, minibatch rows 12
+    assert calls == [(2, 8), (2, 12), (2, 8), (2, 12)]
+    assert got == {"actor_rollout_s": 3.0, "actor_learn_s": 100.0, "critic_rollout_s": 3.0,
+                   "critic_learn_s": 100.0, "total_s": 206.0}  # fmt: skip

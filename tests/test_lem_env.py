@@ -326,7 +326,7 @@ ENV_DC = LEMEnv(
 )
 
 
-@settings(max_examples=8, deadline=None, derandomize=True)
+@settings(max_examples=5, deadline=None, derandomize=True)
 @given(
     seed=st.integers(0, 2**31 - 1), line_kw=st.floats(5.0, 200.0), scale=st.sampled_from([1.0, 1e3])
 )

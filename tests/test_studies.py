@@ -263,6 +263,50 @@ def test_consumer_dilemma_matches_episode_kpis():
     np.testing.assert_allclose(got["1.2"]["all"], want, rtol=1e-5, atol=1e-5)
 
 
+def test_kind_gains_every_market():
+    """Each kind against its rule: the mean and paired s.e. of the per-scenario differences
+    pooled over seeds, the s.e. of the seeds' means, the rule's return and the seeds ahead, in
+    the four markets; results without the newest market give no rows for it."""
+    import numpy as np
+
+    from jaxlem.studies import multiactor_deviations as dev
+
+    rng = np.random.default_rng(1)
+    s, m = 3, 8
+
+    def eps(shift):
+        return {"return_consumer": (shift + rng.normal(size=m)).tolist()}
+
+    res = {
+        "episodes": {"all": [eps(2.0) for _ in range(s)], "consumer": [eps(1.0) for _ in range(s)]},
+        "rule_in_trained": {"consumer": [eps(3.0) for _ in range(s)]},
+        "one_alone": {"consumer": [(0.5 + rng.normal(size=m)).tolist() for _ in range(s)]},
+        "one_trained": {"consumer": [(-0.5 + rng.normal(size=m)).tolist() for _ in range(s)]},
+    }
+    result = {"scripted": eps(0.0), "algos": {"mappo": res}}
+    allr = np.asarray([e["return_consumer"] for e in res["episodes"]["all"]])
+    want = {
+        "trained": allr - [e["return_consumer"] for e in res["rule_in_trained"]["consumer"]],
+        "scripted": np.asarray([e["return_consumer"] for e in res["episodes"]["consumer"]])
+        - np.asarray(result["scripted"]["return_consumer"]),
+        "one": np.asarray(res["one_alone"]["consumer"]),
+        "one_trained": np.asarray(res["one_trained"]["consumer"]),
+    }
+    assert set(dev.MARKETS) == set(want)
+    for market, d in want.items():
+        g = dev.kind_gains(result, "mappo", market)["consumer"]
+        np.testing.assert_allclose(g["diff"], d.mean(), rtol=1e-12)
+        np.testing.assert_allclose(g["paired_se"], d.std(ddof=1) / np.sqrt(s * m), rtol=1e-12)
+        np.testing.assert_allclose(g["seed_se"], d.mean(1).std(ddof=1) / np.sqrt(s), rtol=1e-12)
+        assert g["wins"] == int((d.mean(1) > 0).sum()) and g["seeds"] == s
+    rules = {m_: dev.kind_gains(result, "mappo", m_)["consumer"]["rule"] for m_ in want}
+    np.testing.assert_allclose(rules["one_trained"], allr.mean() - want["one_trained"].mean())
+    np.testing.assert_allclose(rules["one"], np.mean(result["scripted"]["return_consumer"]))
+    assert dev.margin({"paired_se": 0.1, "rule": 5.0}) == 0.2
+    del res["one_trained"]
+    assert dev.kind_gains(result, "mappo", "one_trained") == {}
+
+
 def test_regulator_rates_summary_and_table():
     """The rates landscape's summary: mean and paired s.e. over seeds x scenarios per grid
     point, the fixed rule's point, the best point, points ahead and behind beyond 2 s.e."""
@@ -301,7 +345,8 @@ def test_regulator_rates_summary_and_table():
 def test_regulator_rates_landscape_matches_episode_kpis():
     """Each grid point's gain is the regulator's episode return with those fixed rates minus
     with the trained regulator, every other agent trained, as the env's own episode KPIs
-    compute it; NaN rates leave the trained regulator in place."""
+    compute it; NaN rates leave the trained regulator in place; the regulator's unilateral
+    deviation to its rule in the trained market is the rule point's gain with its sign turned."""
     import jax.numpy as jnp
     import numpy as np
 
@@ -346,3 +391,13 @@ def test_regulator_rates_landscape_matches_episode_kpis():
     np.testing.assert_allclose(
         kpis["trained"]["return_regulator"], kpis["plain"]["return_regulator"], rtol=1e-6
     )
+    # the single regulator alone on its rule among trained agents is the rule point, signed
+    # as trained minus rule
+    from jaxlem.studies import multiactor, multiactor_deviations
+
+    one = multiactor_deviations.unilateral(
+        env, multiactor._mixed(core), keys, bank, (runner, None), among_trained=True
+    )
+    assert set(one) == {"producer", "utility", "consumer", "prosumer", "regulator"}
+    assert all(len(v) == 3 for v in one.values())
+    np.testing.assert_allclose(one["regulator"], -want, rtol=1e-4, atol=1e-4)

@@ -180,6 +180,7 @@ def test_ctce_above_its_agent_limit_fails_before_compiling():
     assert sum(loop.TRACE_COUNT.values()) == before
 
 
+@pytest.mark.slow  # four runs, about 30 s; the default suite checks resume refusals (test_faults)
 def test_resume_after_a_chunk_equals_an_uninterrupted_run(tmp_path):
     cfg = TrainConfig(**{**TINY, "total_timesteps": 4 * 4 * 6})
     log = lambda s: None  # noqa: E731
@@ -233,8 +234,8 @@ def test_resume_after_a_chunk_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_sweep_levels_as_lanes_match_separate_runs():
-    """A sweep over a number in params as lanes of one program: every (level, seed) lane ends
-    where its own run ends, with one compile for all levels."""
+    """A sweep over a number in params as lanes of one program: a (level, seed) lane ends where
+    its own run ends, with one compile for all levels."""
     cfg = TrainConfig(**{**TINY, "eval_every": 1})
     log = lambda s: None  # noqa: E731
     levels = [LEM.default_params, LEM.default_params.replace(p2p_fee=jax.numpy.float32(0.05))]
@@ -244,14 +245,15 @@ def test_sweep_levels_as_lanes_match_separate_runs():
     assert [(r["lane"], r["seed"]) for r in res["rows"] if r["update"] == 1] == [
         (0, 0), (0, 1), (1, 0), (1, 1)
     ]  # fmt: skip
-    for lvl, p in enumerate(levels):
-        alone = run_training(cfg, LEM, seeds=(0, 1), params=p, eval_params=p, log=log)
-        lanes = jax.tree_util.tree_leaves(res["runners"].params)
-        for a, b in zip(lanes, jax.tree_util.tree_leaves(alone["runners"].params), strict=True):
-            np.testing.assert_allclose(a[2 * lvl : 2 * lvl + 2], b, rtol=1e-4, atol=1e-5)
-        ev_lane = [r["eval_return"] for r in res["rows"] if r["lane"] == lvl]
-        ev_own = [r["eval_return"] for r in alone["rows"]]
-        np.testing.assert_allclose(ev_lane, ev_own, rtol=1e-4, atol=1e-5)
+    lvl = 1  # the second level: its lanes sit at an offset, and its params are not the default
+    p = levels[lvl]
+    alone = run_training(cfg, LEM, seeds=(0, 1), params=p, eval_params=p, log=log)
+    lanes = jax.tree_util.tree_leaves(res["runners"].params)
+    for a, b in zip(lanes, jax.tree_util.tree_leaves(alone["runners"].params), strict=True):
+        np.testing.assert_allclose(a[2 * lvl : 2 * lvl + 2], b, rtol=1e-4, atol=1e-5)
+    ev_lane = [r["eval_return"] for r in res["rows"] if r["lane"] == lvl]
+    ev_own = [r["eval_return"] for r in alone["rows"]]
+    np.testing.assert_allclose(ev_lane, ev_own, rtol=1e-4, atol=1e-5)
     # the fee changes the market: the two levels do not train alike
     first = jax.tree_util.tree_leaves(res["runners"].params)[0]
     assert not np.allclose(first[0], first[2])

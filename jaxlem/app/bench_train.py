@@ -14,7 +14,9 @@ env's share of an update) and, for the ``reference`` cases, a plain PPO update
 with the settings of another JAX GenCos benchmark's IPPO (48-step rollouts, one minibatch,
 4 full-batch epochs, a 128x128 MLP). Per sample (one env step of one scenario) the report
 gives the whole update's cost and the learner's (the update minus the env's share), ours and
-the plain one's, and their ratio.
+the plain one's, and their ratio. ``--floor``: the actor's and critic's passes alone at the
+case's shapes (``jaxlem.app.network_floor``), and the agent-steps/s that they and the env
+alone would allow.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import jax
 import numpy as np
 
 import jaxlem
-from jaxlem.app import plain_ppo, profile_update
+from jaxlem.app import network_floor, plain_ppo, profile_update
 from jaxlem.app.hardware import hardware
 from jaxlem.app.random_rollout import make_runner
 from jaxlem.train import TrainConfig, make_train
@@ -115,6 +117,7 @@ def bench(
     repeats: int,
     plain: bool = False,
     stages: bool = False,
+    floor: bool = False,
 ) -> dict:
     env = jaxlem.make(env_id, **env_kw)
     cfg = TrainConfig(**{"total_timesteps": 10**9, "eval_every": 0, **cfg_kw})
@@ -148,6 +151,13 @@ def bench(
         "us_per_sample": 1e6 * per_update / samples,
         "learner_us_per_sample": 1e6 * (per_update - env_s) / samples,
     }
+    if floor:  # the networks' passes alone, and the throughput bound they set with the env
+        fl = network_floor.update_floor(
+            runners.params, env.num_agents, cfg.num_envs, cfg.rollout_len, cfg.update_epochs,
+            cfg.num_minibatches,
+        )  # fmt: skip
+        extra["network_floor_s"] = fl
+        extra["floor_agent_steps_per_s"] = samples * env.num_agents / (env_s + fl["total_s"])
     if plain:
         plain_s = bench_plain(env, train.bank, cfg, updates, repeats)
         extra.update(
@@ -197,6 +207,12 @@ def main(argv=None):
         "--stages", action="store_true", help="also profile one chunk of each case with XLA's "
         "profiler: op time per stage of the update (jaxlem.app.profile_update)"
     )  # fmt: skip
+    ap.add_argument(
+        "--floor", action="store_true", help="also time the actor's and critic's passes alone "
+        "at each case's shapes: the update's floor, and with the env's time the most "
+        "agent-steps/s any PPO update with that network and batch reaches here "
+        "(jaxlem.app.network_floor)"
+    )  # fmt: skip
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,8 +222,9 @@ def main(argv=None):
     for name in args.cases:
         env_id, env_kw, cfg_kw = CASES[name]
         r = bench(
-            env_id, env_kw, cfg_kw, args.updates, args.repeats, "reference" in name, args.stages
-        )
+            env_id, env_kw, cfg_kw, args.updates, args.repeats, "reference" in name, args.stages,
+            args.floor,
+        )  # fmt: skip
         r["name"] = name
         rows.append(r)
         print(
@@ -218,6 +235,16 @@ def main(argv=None):
             f"(learner {r['learner_us_per_sample']:.1f})",
             flush=True,
         )
+        if "network_floor_s" in r:
+            fl = r["network_floor_s"]
+            print(
+                f"    networks alone: {1e3 * fl['total_s']:.1f} ms per update (actor "
+                f"{1e3 * (fl['actor_rollout_s'] + fl['actor_learn_s']):.1f}, critic "
+                f"{1e3 * (fl['critic_rollout_s'] + fl['critic_learn_s']):.1f}); env alone "
+                f"{1e3 * r['env_only_update_s']:.1f} ms; bound "
+                f"{r['floor_agent_steps_per_s']:,.0f} agent-steps/s",
+                flush=True,
+            )
         if "stages_s_per_update" in r:
             _print_stages(r["stages_s_per_update"], r["median_chunk_s"] / args.updates)
         if args.ablate and "reference" in name:

@@ -18,6 +18,9 @@ scenarios with:
   return against its rule's, averaged over the agents of each kind, says whether the trained
   policy is a better response to the rules than the rule itself (a unilateral deviation; where
   it gains and the whole kind trained loses, the kind faces a social dilemma);
+- every agent trained but one, which plays its rule: that agent's return in the trained market
+  against its return there with its trained policy, averaged over the agents of each kind (is
+  the trained policy a better response than the rule, given every other agent trained?);
 - the scripted consumers' rule with the local limit price ``bid_markup`` times the retail price,
   played by one consumer and by all: the same dilemma, in the rules alone;
 - where the regulator is on, every agent trained but the regulator, which sets each of 27
@@ -210,6 +213,7 @@ def _evaluate_cell(cfg, env, regulator: bool, held, out: dict, algo: str, res, r
     per: dict[str, list] = {"all": []}
     rule: dict[str, list] = {}
     one: dict[str, list] = {}
+    one_trained: dict[str, list] = {}
     traces, rates = [], []
     for i in range(int(cfg.seeds)):
         runner = ev.seed_slice(runners, i)
@@ -217,9 +221,11 @@ def _evaluate_cell(cfg, env, regulator: bool, held, out: dict, algo: str, res, r
         traces.append(_traces(env, policy, keys, held, (runner, every)))
         if regulator:
             rates.append(multiactor_rates.landscape(env, core, keys, held, runner))
-        for name, gains in deviations.unilateral(env, policy, keys, held, (runner, none)).items():
-            if name != "regulator" or regulator:
-                one.setdefault(name, []).append(gains)
+        for among, store in ((False, one), (True, one_trained)):
+            state = (runner, none)
+            for name, gains in deviations.unilateral(env, policy, keys, held, state, among).items():
+                if name != "regulator" or regulator:
+                    store.setdefault(name, []).append(gains)
         for k, name in enumerate(KINDS):
             if env.counts[k] and (name != "regulator" or regulator):
                 per.setdefault(name, []).append(
@@ -232,6 +238,7 @@ def _evaluate_cell(cfg, env, regulator: bool, held, out: dict, algo: str, res, r
         "episodes": per,  # [trained rows][seed] -> {kpi: [scenario values]}
         "rule_in_trained": rule,  # [kind playing its rule][seed] -> {kpi: [...]}
         "one_alone": one,  # [kind][seed] -> [scenario]: one agent's gain, mean over agents
+        "one_trained": one_trained,  # the same, every other agent trained
         "traces": {k: np.mean([t[k] for t in traces], 0).tolist() for k in TRACES},
         **({"rates": rates} if regulator else {}),
     }
@@ -257,40 +264,6 @@ def _seed_rows(per_seed: list[dict], keys) -> dict[str, float]:
 
 def _scenario_row(sample: dict, keys) -> dict[str, float]:
     return ev.summarize({k: np.asarray(sample[k]) for k in keys})
-
-
-def kind_gains(result: dict, algo: str, market: str) -> dict[str, dict]:
-    """Per kind: its trained agents' return minus its rule's, mean over seeds x scenarios with
-    the paired s.e. (per scenario) and the s.e. over seeds. ``market="scripted"``: the kind
-    trained alone among scripted agents against all scripted; ``"trained"``: all trained
-    against the kind playing its rule among the other trained kinds; ``"one"``: one agent
-    trained among agents all playing their rules (mean over the kind's agents)."""
-    res = result["algos"][algo]
-    out = {}
-    for kind in res["rule_in_trained"]:
-        key = f"return_{kind}"
-        if market == "one":
-            mine = [np.asarray(s) for s in res["one_alone"][kind]]
-            ref = [np.zeros_like(m) for m in mine]
-        elif market == "scripted":
-            mine = [np.asarray(s[key]) for s in res["episodes"][kind]]
-            ref = [np.asarray(result["scripted"][key])] * len(mine)
-        else:
-            mine = [np.asarray(s[key]) for s in res["episodes"]["all"]]
-            ref = [np.asarray(s[key]) for s in res["rule_in_trained"][kind]]
-        diffs = np.asarray([m - r for m, r in zip(mine, ref, strict=True)])
-        seed_means = diffs.mean(axis=1)
-        out[kind] = {
-            "diff": float(diffs.mean()),
-            "paired_se": float(diffs.std(ddof=1) / np.sqrt(diffs.size)),
-            "seed_se": float(seed_means.std(ddof=1) / np.sqrt(seed_means.size))
-            if seed_means.size > 1
-            else 0.0,
-            "rule": float(np.mean(result["scripted"][key] if market == "one" else ref)),
-            "wins": int((seed_means > 0).sum()),
-            "seeds": int(seed_means.size),
-        }
-    return out
 
 
 def _bounds(cfg: DictConfig) -> str:
@@ -323,10 +296,10 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
                 }  # fmt: skip
             )
     gain_rows = []
-    for market in ("trained", "scripted", "one"):
+    for market in deviations.MARKETS:
         for cell in names:
             for a in algos:
-                for kind, g in kind_gains(results[cell], a, market).items():
+                for kind, g in deviations.kind_gains(results[cell], a, market).items():
                     gain_rows.append({"market": market, "cell": cell, "algo": a, "kind": kind, **g})
     tables.write_csv(out / "kpis.csv", kpi_rows)
     tables.write_csv(out / "kind_vs_scripted.csv", gain_rows)
@@ -426,6 +399,13 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
         tables.markdown_plain(shown_gains("one")),
         "",
+        "**One agent against its rule among trained agents** (that agent trained, against the "
+        "same market with that agent alone playing its rule, every other agent trained; mean "
+        "over the agents of the kind: is the trained policy a better response than the rule in "
+        "the market it was trained in? For the single regulator this is the first table):",
+        "",
+        tables.markdown_plain(shown_gains("one_trained")),
+        "",
         "## The regulator's rates in the trained market",
         "",
         "Every agent trained except the regulator, which sets fixed rates (shares of the largest "
@@ -469,12 +449,6 @@ def report(cfg: DictConfig, results: dict, out: Path, meta: dict) -> None:
         "",
     ]
     (out / "README.md").write_text("\n".join(lines))
-
-
-def _margin(g: dict) -> float:
-    """What a difference must exceed to count as ahead or behind: 2 paired s.e., and a
-    millionth of the rule's return (identical play differs by float rounding only)."""
-    return max(2 * g["paired_se"], 1e-6 * abs(g["rule"]))
 
 
 def _describe(cfg: DictConfig) -> str:
@@ -559,19 +533,16 @@ def findings(cfg: DictConfig, results: dict, kpi_rows: list, gain_rows: list) ->
                 f"renewable share {mean_over(algo, 'renewable_share', lambda c: c.endswith(a)):.3f}"
                 f" vs {mean_over(algo, 'renewable_share', lambda c: c.endswith(b)):.3f}."
             )
-    where = {
-        "trained": "in the market it was trained in",
-        "scripted": "trained alone among scripted agents",
-        "one": "one agent trained among agents all playing their rules",
-    }
-    for market, words in where.items():
+    for market, words in deviations.MARKETS.items():
         for algo in algos:
             rows = [g for g in gain_rows if g["algo"] == algo and g["market"] == market]
+            if not rows:
+                continue
             ahead = []
             for kind in [k for k in KINDS if any(g["kind"] == k for g in rows)]:
                 ks = [g for g in rows if g["kind"] == kind]
-                sig = sum(g["diff"] > _margin(g) for g in ks)
-                worse = sum(g["diff"] < -_margin(g) for g in ks)
+                sig = sum(g["diff"] > deviations.margin(g) for g in ks)
+                worse = sum(g["diff"] < -deviations.margin(g) for g in ks)
                 mean = np.mean([g["diff"] / max(abs(g["rule"]), 1e-9) for g in ks])
                 ahead.append(
                     f"{kind} ahead of its rule in {sig}/{len(ks)} cells, behind in {worse} "

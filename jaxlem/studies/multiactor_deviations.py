@@ -37,21 +37,86 @@ def agent_returns(env: Any, policy: Any):
     return jax.jit(jax.vmap(bank_axis, in_axes=(None, None, None, 0)))
 
 
-def unilateral(env: Any, policy: Any, keys, bank, state) -> dict[str, list[float]]:
-    """Per kind and scenario: the mean over the kind's agents of (the agent's return when it
-    alone plays ``state``'s trained policy) minus (its return when every agent plays its
-    rule)."""
+def unilateral(
+    env: Any, policy: Any, keys, bank, state, among_trained: bool = False
+) -> dict[str, list[float]]:
+    """Per kind and scenario: the mean over the kind's agents of one agent's return with
+    ``state``'s trained policy minus with its rule, every other agent playing its rule
+    (``among_trained=False``: is the policy a better response to the rules than the rule?) or
+    its trained policy (``True``: is it a better response than the rule in the trained
+    market?)."""
     n = env.num_agents
     f = agent_returns(env, policy)
-    alone = np.asarray(f(keys, bank, state, jnp.eye(n, dtype=bool)))  # [N, M, N]
-    base = np.asarray(f(keys, bank, state, jnp.zeros((1, n), bool)))[0]  # [M, N]
-    own = np.diagonal(alone, axis1=0, axis2=2) - base  # agent j's return when j alone: [M, N]
+    eye = jnp.eye(n, dtype=bool)
+    alone = np.asarray(f(keys, bank, state, ~eye if among_trained else eye))  # [N, M, N]
+    base = np.asarray(f(keys, bank, state, jnp.full((1, n), among_trained)))[0]  # [M, N]
+    own = np.diagonal(alone, axis1=0, axis2=2) - base  # agent j's return, j deviating: [M, N]
+    if among_trained:
+        own = -own
     kinds = np.asarray(env.kind_of_row)
     return {
         name: own[:, kinds == k].mean(axis=1).tolist()
         for k, name in enumerate(KINDS)
         if env.counts[k]
     }
+
+
+MARKETS = {  # kind_gains' markets, as the report's findings word them
+    "trained": "in the market it was trained in",
+    "scripted": "trained alone among scripted agents",
+    "one": "one agent trained among agents all playing their rules",
+    "one_trained": "as one agent among agents all trained",
+}
+
+
+def kind_gains(result: dict, algo: str, market: str) -> dict[str, dict]:
+    """Per kind: its trained agents' return minus its rule's, mean over seeds x scenarios with
+    the paired s.e. (per scenario) and the s.e. over seeds. ``market="scripted"``: the kind
+    trained alone among scripted agents against all scripted; ``"trained"``: all trained
+    against the kind playing its rule among the other trained kinds; ``"one"``: one agent
+    trained among agents all playing their rules; ``"one_trained"``: one agent trained against
+    that agent alone playing its rule, every other agent trained (both: mean over the kind's
+    agents). A multi-actor study cell's results (``result``) hold every market's episodes."""
+    res = result["algos"][algo]
+    out: dict[str, dict] = {}
+    if market == "one_trained" and market not in res:  # results of an older study version
+        return out
+    for kind in res["rule_in_trained"]:
+        key = f"return_{kind}"
+        if market in ("one", "one_trained"):
+            mine = [np.asarray(s) for s in res["one_alone" if market == "one" else market][kind]]
+            ref = [np.zeros_like(m) for m in mine]
+        elif market == "scripted":
+            mine = [np.asarray(s[key]) for s in res["episodes"][kind]]
+            ref = [np.asarray(result["scripted"][key])] * len(mine)
+        else:
+            mine = [np.asarray(s[key]) for s in res["episodes"]["all"]]
+            ref = [np.asarray(s[key]) for s in res["rule_in_trained"][kind]]
+        diffs = np.asarray([m - r for m, r in zip(mine, ref, strict=True)])
+        seed_means = diffs.mean(axis=1)
+        if market == "one":
+            rule = np.mean(result["scripted"][key])
+        elif market == "one_trained":  # the kind's mean return, each agent on its rule alone
+            rule = np.mean([s[key] for s in res["episodes"]["all"]]) - diffs.mean()
+        else:
+            rule = np.mean(ref)
+        out[kind] = {
+            "diff": float(diffs.mean()),
+            "paired_se": float(diffs.std(ddof=1) / np.sqrt(diffs.size)),
+            "seed_se": float(seed_means.std(ddof=1) / np.sqrt(seed_means.size))
+            if seed_means.size > 1
+            else 0.0,
+            "rule": float(rule),
+            "wins": int((seed_means > 0).sum()),
+            "seeds": int(seed_means.size),
+        }
+    return out
+
+
+def margin(g: dict) -> float:
+    """What a difference must exceed to count as ahead or behind: 2 paired s.e., and a
+    millionth of the rule's return (identical play differs by float rounding only)."""
+    return max(2 * g["paired_se"], 1e-6 * abs(g["rule"]))
 
 
 @functools.lru_cache(maxsize=8)
