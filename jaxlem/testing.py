@@ -225,6 +225,11 @@ def check_contract(env: Env, params: Any) -> None:
         and types.max() < env.num_agent_types,
         f"agent_types: values in [0, num_agent_types={env.num_agent_types})",
     )
+    static = env.static_agent_types
+    _check(
+        static is None or tuple(int(t) for t in types) == tuple(static),
+        f"static_agent_types {static} differ from agent_types {types.tolist()}",
+    )
     mask = np.asarray(env.action_mask(params))
     _check(
         mask.shape == tuple(act_shape) and mask.dtype == np.bool_,

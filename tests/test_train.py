@@ -390,3 +390,28 @@ def test_every_config_group_option_composes_into_a_valid_trainer_config():
         assert make_env(dict(cfg)).num_agents == 5
         cfg = compose("config", overrides=["scenario=case2-monopoly"])
         assert make_env(dict(cfg)).scenario == "case2-monopoly"
+
+
+@pytest.mark.parametrize(
+    "types",
+    [(0, 0, 1, 1, 1, 2), (2, 0, 1, 0, 2, 1, 1), (0, 2, 2, 0)],  # last: type 1 empty
+)
+def test_static_types_run_each_network_on_its_own_rows_with_the_same_outputs(types):
+    """``sharing=type`` with static types (one network per type, each on its own rows) gives
+    what the dense route (every network on every row, one-hot selection) gives."""
+    from jaxlem.train import networks as nets
+
+    t, n = 3, len(types)
+    net = nets.MLP(hidden=(8,), activation="tanh", out=2)
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, n, 4))
+    params = nets.init_shared(net, jax.random.PRNGKey(1), x[0, 0], "type", n, t)
+    rows = tuple(np.flatnonzero(np.asarray(types) == k) for k in range(t))
+    dense = nets.apply_shared(net, params, x, np.broadcast_to(types, (5, n)), "type", t)
+    static = nets.apply_by_type(net, params, x, rows)
+    np.testing.assert_allclose(np.asarray(static), np.asarray(dense), rtol=1e-6, atol=1e-6)
+    grad = jax.grad(lambda p, f: f(p).sum(), argnums=0)
+    tt = np.broadcast_to(types, (5, n))
+    g_dense = grad(params, lambda p: nets.apply_shared(net, p, x, tt, "type", t))
+    g_static = grad(params, lambda p: nets.apply_by_type(net, p, x, rows))
+    for a, b in zip(*map(jax.tree_util.tree_leaves, (g_dense, g_static)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

@@ -196,6 +196,13 @@ class Environment(Generic[TState, TParams]):
         """[N] int32 type of each agent in ``[0, num_agent_types)`` (default: all 0)."""
         return jnp.zeros((self.num_agents,), jnp.int32)
 
+    @property
+    def static_agent_types(self) -> tuple[int, ...] | None:
+        """The type of each agent row where no params can change it (``agent_types`` of every
+        params), else None (default). With it, learners that keep one network per type
+        (``sharing=type``) run each network on its own rows only instead of on every row."""
+        return None
+
     def action_mask(self, params: TParams | None = None) -> Bool[Array, "N act_dim"]:
         """[N, act_dim] bool: which action columns can change anything for each agent (a
         battery set-point without a battery cannot). Learners leave the others out of their

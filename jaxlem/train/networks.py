@@ -194,6 +194,23 @@ def apply_shared(net: nn.Module, params, x, types, sharing: str, num_types: int)
     return jnp.einsum("mnt,tmno->mno", w, outs)
 
 
+def apply_by_type(net: nn.Module, params, x, rows_of_type: tuple[np.ndarray, ...]):
+    """``sharing=type`` with static types: apply to ``x`` [..., N, D] -> [..., N, out], each
+    type's network (``params`` [T, ...]) on the rows ``rows_of_type[t]`` only, so the cost is
+    one network's, not T networks' on every row as in :func:`apply_shared`."""
+    outs, order = [], []
+    for t, rows in enumerate(rows_of_type):
+        if len(rows):
+            p_t = jax.tree_util.tree_map(lambda p, t=t: p[t], params)
+            outs.append(net.apply(p_t, x[..., rows, :]))
+            order.append(rows)
+    out = jnp.concatenate(outs, axis=-2)
+    perm = np.concatenate(order)
+    if np.array_equal(perm, np.arange(perm.size)):
+        return out
+    return jnp.take(out, np.argsort(perm), axis=-2)
+
+
 def agent_features(types, num_agents: int, num_types: int, with_id: bool):
     """Per-agent input features [..., N, F]: agent-type one-hot, plus an agent id (one-hot up to
     32 agents, else the index scaled to [0, 1]) when parameters are shared."""

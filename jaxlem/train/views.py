@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxlem.train import networks as nets
 from jaxlem.train.config import TrainConfig
@@ -54,6 +55,12 @@ class AgentViews:
         self.central = config.algo == "ctce"
         self.views = 1 if self.central else self.num_agents
         self.sharing = "shared" if self.central else config.sharing
+        static = env.static_agent_types
+        self.type_rows = (
+            None
+            if static is None or self.sharing != "type"
+            else tuple(np.flatnonzero(np.asarray(static) == t) for t in range(self.num_types))
+        )
 
     def types(self, params) -> jax.Array:
         """[N] agent types of one scenario."""
@@ -105,7 +112,10 @@ class AgentViews:
         )
 
     def apply(self, net, params, x, types):
-        """One network over the agent axis under the config's parameter sharing."""
+        """One network over the agent axis under the config's parameter sharing (with static
+        types, each type's network on its own rows; ``types`` is then not read)."""
+        if self.type_rows is not None:
+            return nets.apply_by_type(net, params, x, self.type_rows)
         return nets.apply_shared(net, params, x, types, self.sharing, self.num_types)
 
     def init(self, net, key, x):

@@ -164,6 +164,11 @@ class MultiActorEnv(Environment[MAState, MAParams]):
     def kind_of_row(self) -> tuple[int, ...]:
         return tuple(k for k, n in enumerate(self.counts) for _ in range(n))
 
+    @property
+    def static_agent_types(self) -> tuple[int, ...]:
+        """Rows are in kind order with static counts: the kind is the type."""
+        return self.kind_of_row
+
     # ------------------------------------------------------------------ params
     @functools.cached_property
     def _default(self) -> MAParams:
