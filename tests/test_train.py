@@ -15,6 +15,7 @@ import pytest
 
 import jaxlem
 from jaxlem.train import TrainConfig, capacity, loop, make_train
+from jaxlem.train import networks as nets
 from jaxlem.train.config import ALGOS
 from jaxlem.train.driver import read_csv, run_training
 
@@ -399,19 +400,16 @@ def test_every_config_group_option_composes_into_a_valid_trainer_config():
 def test_static_types_run_each_network_on_its_own_rows_with_the_same_outputs(types):
     """``sharing=type`` with static types (one network per type, each on its own rows) gives
     what the dense route (every network on every row, one-hot selection) gives."""
-    from jaxlem.train import networks as nets
-
     t, n = 3, len(types)
     net = nets.MLP(hidden=(8,), activation="tanh", out=2)
     x = jax.random.normal(jax.random.PRNGKey(0), (5, n, 4))
     params = nets.init_shared(net, jax.random.PRNGKey(1), x[0, 0], "type", n, t)
     rows = tuple(np.flatnonzero(np.asarray(types) == k) for k in range(t))
-    dense = nets.apply_shared(net, params, x, np.broadcast_to(types, (5, n)), "type", t)
+    tt = np.broadcast_to(types, (5, n))
+    dense = nets.apply_shared(net, params, x, tt, "type", t)
     static = nets.apply_by_type(net, params, x, rows)
     np.testing.assert_allclose(np.asarray(static), np.asarray(dense), rtol=1e-6, atol=1e-6)
-    grad = jax.grad(lambda p, f: f(p).sum(), argnums=0)
-    tt = np.broadcast_to(types, (5, n))
-    g_dense = grad(params, lambda p: nets.apply_shared(net, p, x, tt, "type", t))
-    g_static = grad(params, lambda p: nets.apply_by_type(net, p, x, rows))
+    g_dense = jax.grad(lambda p: nets.apply_shared(net, p, x, tt, "type", t).sum())(params)
+    g_static = jax.grad(lambda p: nets.apply_by_type(net, p, x, rows).sum())(params)
     for a, b in zip(*map(jax.tree_util.tree_leaves, (g_dense, g_static)), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

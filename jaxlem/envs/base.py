@@ -193,8 +193,12 @@ class Environment(Generic[TState, TParams]):
         return ActionLayout(space.shape[-1], float(jnp.min(space.low)), float(jnp.max(space.high)))
 
     def agent_types(self, params: TParams) -> Int[Array, " N"]:
-        """[N] int32 type of each agent in ``[0, num_agent_types)`` (default: all 0)."""
-        return jnp.zeros((self.num_agents,), jnp.int32)
+        """[N] int32 type of each agent in ``[0, num_agent_types)`` (default:
+        ``static_agent_types`` where declared, else all 0)."""
+        static = self.static_agent_types
+        if static is None:
+            return jnp.zeros((self.num_agents,), jnp.int32)
+        return jnp.asarray(static, jnp.int32)
 
     @property
     def static_agent_types(self) -> tuple[int, ...] | None:

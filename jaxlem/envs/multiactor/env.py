@@ -1,7 +1,7 @@
 """``multiactor-v0``: producers, utilities, consumers, prosumers and a regulator in one market.
 
 Agents are rows in kind order (producers, utilities, consumers, prosumers, the regulator) with
-a type index (:meth:`MultiActorEnv.agent_types`); every number is in :class:`MAParams`, the
+a type index (:attr:`MultiActorEnv.static_agent_types`); every number is in :class:`MAParams`, the
 counts and the market design are static fields. Actions are one padded row per agent: five
 continuous columns in [-1, 1] whose meaning depends on the kind (:data:`ACTION_COLUMNS`) and a
 categorical column, the consumers' supplier and the prosumers' fallback utility or
@@ -412,9 +412,6 @@ class MultiActorEnv(Environment[MAState, MAParams]):
 
     def action_layout(self) -> ActionLayout:
         return ActionLayout(stages.NUM_CONT, -1.0, 1.0, (self.num_utilities + 1,))
-
-    def agent_types(self, params: MAParams) -> jax.Array:
-        return jnp.asarray(self.kind_of_row, jnp.int32)
 
     def action_mask(self, params: MAParams | None = None) -> jax.Array:
         p = self.default_params if params is None else params
