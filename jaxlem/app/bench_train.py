@@ -51,6 +51,12 @@ CASES = {
         },
     ),
 }
+# the multi-actor study's market and learner: one network per kind (sharing=type)
+CASES["multiactor-v0 mappo type"] = (
+    "multiactor-v0",
+    {"num_producers": 4, "num_utilities": 3, "num_consumers": 8, "num_prosumers": 8, "num_days": 2},
+    {"algo": "mappo", "sharing": "type", "num_envs": 32, "rollout_len": 48, "hidden": (64, 64)},
+)
 # the other benchmark's IPPO settings, ours against the plain PPO update
 REFERENCE = {"rollout_len": 48, "num_minibatches": 1, "update_epochs": 4, "hidden": (128, 128)}
 CASES["gencos-v0 ippo reference"] = (
