@@ -13,7 +13,7 @@ import pytest
 import jaxlem
 from jaxlem.envs.lem import observation as lem_obs
 from jaxlem.envs.lem import policies
-from jaxlem.train import TrainConfig, loggers
+from jaxlem.train import TrainConfig, loggers, make_train
 from jaxlem.train import networks as nets
 from jaxlem.train.ppo import build
 
@@ -225,3 +225,36 @@ def test_residual_scale_by_type_bounds_each_type_by_its_own_scale():
     s = np.asarray(scales)[np.asarray(jax.vmap(ENV.agent_types)(bank))][..., None]
     got = core._to_env(jnp.full(shape, 1.0), obs, bank, key)
     np.testing.assert_allclose(got, base + s * (1.0 - base), atol=1e-5)
+
+
+def test_actor_lr_scale_by_type_steps_each_types_actor_at_its_own_rate():
+    """A type scaled by 0 keeps its actor (its critic still learns); the others move."""
+    types = np.asarray(ENV.agent_types(ENV.default_params))
+    frozen, moving = int(types[0]), int(types[2])
+    assert frozen != moving
+    scales = [1.0] * ENV.num_agent_types
+    scales[frozen] = 0.0
+    with pytest.raises(ValueError, match="actor_lr_scale_by_type: got 1 values"):
+        TrainConfig(sharing="type", actor_lr_scale_by_type=(0.5,), **TINY).check_env(ENV)
+    with pytest.raises(ValueError, match=r"actor_lr_scale_by_type\[1\]: got 2"):
+        TrainConfig(sharing="type", actor_lr_scale_by_type=(1.0, 2.0), **TINY)
+    with pytest.raises(ValueError, match="actor_lr_scale_by_type: set with sharing='shared'"):
+        TrainConfig(actor_lr_scale_by_type=tuple(scales), **TINY)
+    cfg = TrainConfig.from_dict(
+        {"sharing": "type", "actor_lr_scale_by_type": scales, **TINY, "hidden": [8]}
+    )
+    assert cfg.actor_lr_scale_by_type == tuple(scales)
+    train = make_train(cfg, ENV, params=ENV.default_params)
+    init = train.init(jax.random.PRNGKey(0))
+    runner, _ = jax.block_until_ready(train.run(init, cfg.num_updates))
+
+    def moved(net, t):
+        pairs = zip(
+            jax.tree_util.tree_leaves(init.params[net]),
+            jax.tree_util.tree_leaves(runner.params[net]),
+            strict=True,
+        )
+        return any(not np.array_equal(a[t], b[t]) for a, b in pairs)
+
+    assert not moved("actor", frozen)
+    assert moved("actor", moving) and moved("critic", frozen) and moved("critic", moving)

@@ -108,6 +108,9 @@ def test_study_configs_merge_quick_and_refuse_unknown_settings():
     assert quick.train.sharing == "type"  # the quick block changes only what it names
     over = runner.load_config("multiactor", True, ("seeds=5", "train.lr=0.01"))
     assert over.seeds == 5 and over.train.lr == 0.01
+    # any trainer setting, also one the study's YAML leaves at its default
+    over = runner.load_config("multiactor", True, ("train.actor_lr_scale_by_type=[1,1,1,1,0.1]",))
+    assert list(over.train.actor_lr_scale_by_type) == [1, 1, 1, 1, 0.1]
     with pytest.raises(ValueError, match="train.lrr: unknown study setting"):
         runner.load_config("multiactor", False, ("train.lrr=1",))
     with pytest.raises(ValueError, match="study: got 'nope'"):

@@ -36,6 +36,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from jaxlem.app.hardware import hardware
+from jaxlem.train.config import TrainConfig
 
 # study name -> the module that defines it (the config is configs/study/<name>.yaml)
 STUDIES: dict[str, str] = {
@@ -68,14 +69,26 @@ def load_config(name: str, quick: bool = False, overrides: tuple[str, ...] = ())
     if quick and quick_block is not None:
         cfg = OmegaConf.merge(cfg, quick_block)
     cli = OmegaConf.from_dotlist(list(overrides))
-    unknown = [k for k in _leaves(cli) if OmegaConf.select(cfg, k) is None and k != "out_dir"]
+    unknown = [
+        k
+        for k in _leaves(cli)
+        if OmegaConf.select(cfg, k) is None and k != "out_dir" and not _train_field(cfg, k)
+    ]
     if unknown:
         raise ValueError(
             f"{unknown[0]}: unknown study setting; allowed: one of {sorted(_leaves(cfg))}"
+            + (" or train.<any trainer setting>" if "train" in cfg else "")
         )
     cfg = OmegaConf.merge(cfg, cli)
     cfg.quick = quick
     return cfg
+
+
+def _train_field(cfg: DictConfig, key: str) -> bool:
+    """``train.<field>`` of a study that trains: any trainer setting may be overridden, also
+    one its YAML leaves at the trainer's default."""
+    head, _, field = key.partition(".")
+    return head == "train" and "train" in cfg and field in TrainConfig.__dataclass_fields__
 
 
 def _leaves(cfg: Any, prefix: str = "") -> list[str]:

@@ -92,6 +92,12 @@ class TrainConfig:
     # gain lies far from their rule (a utility's markup) and kinds whose gain lies near it (a
     # prosumer's battery timing) get their own bound. Empty: residual_scale for every type
     residual_scale_by_type: tuple[float, ...] = ()
+    # PPO with sharing=type: each type's actor steps at lr times its factor (agent_type_names
+    # order; critics at lr). Two timescales: a leader (a regulator whose rates the others
+    # answer) learning slower than its followers sees answers, not a moving target; and a type
+    # whose gradient is mostly noise (one agent, few decisions) moves less with Adam, whose
+    # step size does not shrink with the gradient. Empty: 1 for every type
+    actor_lr_scale_by_type: tuple[float, ...] = ()
     action_mask: bool = True  # leave the columns env.action_mask marks irrelevant out of the loss
     reward_norm: str = "batch"  # "batch": one return scale for all; "agent": one per agent slot
     anneal_lr: bool = True
@@ -177,6 +183,18 @@ class TrainConfig:
         )
         for i, v in enumerate(self.residual_scale_by_type):
             checks.check_range(f"residual_scale_by_type[{i}]", v, 0.0, 1.0, lo_open=True)
+        for i, v in enumerate(self.actor_lr_scale_by_type):
+            checks.check_range(f"actor_lr_scale_by_type[{i}]", v, 0.0, 1.0)
+        if self.actor_lr_scale_by_type and (self.sharing != "type" or self.algo == "ctce"):
+            raise ValueError(
+                f"actor_lr_scale_by_type: set with sharing={self.sharing!r}, algo="
+                f"{self.algo!r}; allowed: only with sharing='type' and a per-agent algo (one "
+                "actor per type to scale)"
+            )
+        if self.actor_lr_scale_by_type and self.is_sac:
+            raise ValueError(
+                f"actor_lr_scale_by_type: set with algo={self.algo!r}; allowed: the PPO family only"
+            )
         batch = self.num_envs * self.rollout_len
         if not self.is_sac and (self.num_minibatches > batch or batch % self.num_minibatches):
             raise ValueError(
@@ -258,7 +276,7 @@ class TrainConfig:
                     if isinstance(v, str | bytes) or not isinstance(v, Sequence):
                         raise TypeError(v)
                     out[k] = tuple(_as_int(h) for h in v)
-                elif k == "residual_scale_by_type":
+                elif k in ("residual_scale_by_type", "actor_lr_scale_by_type"):
                     if isinstance(v, str | bytes) or not isinstance(v, Sequence):
                         raise TypeError(v)
                     if any(isinstance(x, bool) for x in v):
@@ -282,7 +300,7 @@ class TrainConfig:
                 raise ValueError(
                     f"train.{k}: got {v!r}; allowed: a value of type {kind}"
                     + (" (a list of ints)" if k == "hidden" else "")
-                    + (" (a list of floats)" if k == "residual_scale_by_type" else "")
+                    + (" (a list of floats)" if k.endswith("_by_type") else "")
                 ) from None
         return cls(**out)
 
@@ -301,6 +319,11 @@ class TrainConfig:
         if self.residual_scale_by_type and len(self.residual_scale_by_type) != types:
             raise ValueError(
                 f"residual_scale_by_type: got {len(self.residual_scale_by_type)} values; "
+                f"allowed: one per agent type ({types}: {', '.join(env.agent_type_names)})"
+            )
+        if self.actor_lr_scale_by_type and len(self.actor_lr_scale_by_type) != types:
+            raise ValueError(
+                f"actor_lr_scale_by_type: got {len(self.actor_lr_scale_by_type)} values; "
                 f"allowed: one per agent type ({types}: {', '.join(env.agent_type_names)})"
             )
         categorical = env.action_layout().categorical

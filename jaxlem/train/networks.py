@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxlem.train.distributions import FastBeta
 
@@ -209,6 +210,21 @@ def apply_by_type(net: nn.Module, params, x, rows_of_type: tuple[np.ndarray, ...
     if np.array_equal(perm, np.arange(perm.size)):
         return out
     return jnp.take(out, np.argsort(perm), axis=-2)
+
+
+def scale_by_type(scales: tuple[float, ...]) -> optax.GradientTransformation:
+    """Multiply the updates of per-type parameters (``sharing=type``: every leaf [T, ...]) by
+    ``scales[t]`` along the type axis: one learning rate per type after the shared
+    optimizer."""
+    s = np.asarray(scales, np.float32)
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map(
+            lambda u: u * s.reshape((-1,) + (1,) * (u.ndim - 1)).astype(u.dtype), updates
+        ), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def agent_features(types, num_agents: int, num_types: int, with_id: bool):

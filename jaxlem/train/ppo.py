@@ -122,8 +122,11 @@ class Core:
         # actor and critic clipped separately: a large value-loss gradient must not shrink the
         # policy step (with one global norm the policy barely moved)
         one = optax.chain(optax.clip_by_global_norm(hyper.max_grad_norm), optax.adam(lr, eps=1e-5))
+        actor = one
+        if c.actor_lr_scale_by_type:
+            actor = optax.chain(one, nets.scale_by_type(c.actor_lr_scale_by_type))
         return optax.multi_transform(
-            {"actor": one, "critic": one}, {"actor": "actor", "critic": "critic"}
+            {"actor": actor, "critic": one}, {"actor": "actor", "critic": "critic"}
         )
 
     # ------------------------------------------------------------------ init
